@@ -1,0 +1,215 @@
+//! The ops port: the admin API operators use to manage accounts and SCIM tokens and to read a
+//! resource's history, plus `/readyz`.
+//!
+//! It listens separately from the public SCIM port so it can stay on an internal network.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use roster_db::Db;
+use roster_eventlog::EventLog;
+use roster_store::accounts::{self, AccountError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// What the admin handlers need.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Accounts, tokens and history.
+    pub db: Db,
+    /// Checked by `/readyz`.
+    pub log: Arc<dyn EventLog>,
+    /// SHA-256 of the admin token (the secret itself is not kept around).
+    pub admin_token_hash: [u8; 32],
+    /// Public base URL, for `scim_base_url`.
+    pub public_url: String,
+}
+
+impl AdminState {
+    /// Builds the state, hashing the admin token.
+    pub fn new(db: Db, log: Arc<dyn EventLog>, admin_token: &str, public_url: String) -> Self {
+        Self { db, log, admin_token_hash: Sha256::digest(admin_token.as_bytes()).into(), public_url }
+    }
+
+    fn scim_base_url(&self, account: &str) -> String {
+        format!("{}/scim/v2/accounts/{account}", self.public_url.trim_end_matches('/'))
+    }
+}
+
+/// Registers `/readyz` and `/admin/v1/…`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/readyz", web::get().to(readyz)).service(
+        web::scope("/admin/v1")
+            .route("/accounts", web::post().to(create_account))
+            .route("/accounts", web::get().to(list_accounts))
+            .route("/accounts/{id}/scim-tokens", web::post().to(create_token))
+            .route("/accounts/{id}/scim-tokens", web::get().to(list_tokens))
+            .route("/accounts/{id}/scim-tokens/{token_id}", web::delete().to(revoke_token))
+            .route("/accounts/{id}/events", web::get().to(history))
+            .default_service(web::to(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })),
+    );
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message }))
+}
+
+/// Compares the presented token's hash with the configured one in constant time.
+fn authorized(req: &HttpRequest, state: &AdminState) -> bool {
+    let Some(presented) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+    else {
+        return false;
+    };
+    let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+    digest.iter().zip(state.admin_token_hash.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+macro_rules! require_admin {
+    ($req:expr, $state:expr) => {
+        if !authorized(&$req, &$state) {
+            return HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .json(json!({"error": "a valid admin token is required (Authorization: Bearer $ROSTER_ADMIN_TOKEN)"}));
+        }
+    };
+}
+
+fn internal(e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "admin API failure");
+    error(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; retry shortly")
+}
+
+fn account_error(e: AccountError) -> HttpResponse {
+    match e {
+        AccountError::NameTaken(_) => error(StatusCode::CONFLICT, &e.to_string()),
+        AccountError::NotFound(_) => error(StatusCode::NOT_FOUND, &e.to_string()),
+        AccountError::InvalidName(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        other => internal(other),
+    }
+}
+
+async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    let db_ok = roster_db::ping(&state.db).await.is_ok();
+    let migrated = roster_db::migrations_applied(&state.db).await.unwrap_or(false);
+    let log_ok = state.log.check().await.is_ok();
+    let body = json!({"database": db_ok, "migrations": migrated, "event_log": log_ok});
+    if db_ok && migrated && log_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+fn parse_name(body: &web::Bytes) -> Result<String, String> {
+    serde_json::from_slice::<NameBody>(body)
+        .map(|b| b.name)
+        .map_err(|e| format!("expected a JSON body {{\"name\": \"…\"}}: {e}"))
+}
+
+async fn create_account(req: HttpRequest, state: web::Data<AdminState>, body: web::Bytes) -> HttpResponse {
+    require_admin!(req, state);
+    let name = match parse_name(&body) {
+        Ok(n) => n,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+    };
+    match accounts::create_account(&state.db, &name).await {
+        Ok(a) => HttpResponse::Created().json(json!({
+            "id": a.id, "name": a.name, "created_at": a.created_at, "scim_base_url": state.scim_base_url(&a.id),
+        })),
+        Err(e) => account_error(e),
+    }
+}
+
+async fn list_accounts(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    require_admin!(req, state);
+    match accounts::list_accounts(&state.db).await {
+        Ok(list) => {
+            let items: Vec<Value> = list
+                .into_iter()
+                .map(|a| json!({"id": a.id, "name": a.name, "created_at": a.created_at, "scim_base_url": state.scim_base_url(&a.id)}))
+                .collect();
+            HttpResponse::Ok().json(json!({ "accounts": items }))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn create_token(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    require_admin!(req, state);
+    let name = match parse_name(&body) {
+        Ok(n) => n,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
+    };
+    match accounts::create_token(&state.db, &path, &name).await {
+        Ok((info, secret)) => HttpResponse::Created().json(json!({
+            "id": info.id, "name": info.name, "token": secret, "created_at": info.created_at,
+        })),
+        Err(e) => account_error(e),
+    }
+}
+
+async fn list_tokens(req: HttpRequest, state: web::Data<AdminState>, path: web::Path<String>) -> HttpResponse {
+    require_admin!(req, state);
+    match accounts::get_account(&state.db, &path).await {
+        Ok(None) => return error(StatusCode::NOT_FOUND, &format!("account {:?} not found", path.as_str())),
+        Err(e) => return internal(e),
+        Ok(Some(_)) => {}
+    }
+    match accounts::list_tokens(&state.db, &path).await {
+        Ok(list) => HttpResponse::Ok().json(json!({ "tokens": list })),
+        Err(e) => internal(e),
+    }
+}
+
+async fn revoke_token(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    require_admin!(req, state);
+    let (account, token) = path.into_inner();
+    match accounts::revoke_token(&state.db, &account, &token).await {
+        Ok(true) => HttpResponse::NoContent().finish(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "no active token with that id in this account"),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    resource_id: Option<String>,
+    limit: Option<u64>,
+}
+
+async fn history(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    path: web::Path<String>,
+    q: web::Query<HistoryQuery>,
+) -> HttpResponse {
+    require_admin!(req, state);
+    let Some(resource_id) = q.resource_id.as_deref().filter(|s| !s.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "the resource_id query parameter is required");
+    };
+    match roster_store::outcomes::history(&state.db, &path, resource_id, q.limit.unwrap_or(1000)).await {
+        Ok(events) => HttpResponse::Ok().json(json!({ "events": events })),
+        Err(e) => internal(e),
+    }
+}

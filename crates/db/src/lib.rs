@@ -1,0 +1,140 @@
+//! Connecting to SQLite or Postgres with settings that suit Roster, running migrations, and the
+//! one placeholder helper every crate that writes SQL by hand shares.
+
+use std::time::Duration;
+
+use roster_migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+
+/// The connection handle every Roster component shares.
+pub type Db = DatabaseConnection;
+
+/// Errors of the store.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or rejected a statement.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    /// A stored value could not be decoded (corruption or a bug, never client input).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The configured database URL is not usable.
+    #[error("invalid database URL: {0}")]
+    Url(String),
+}
+
+/// Opens a connection pool for `url` (`sqlite://…` or `postgres://…`).
+///
+/// SQLite gets WAL journaling, full fsync on commit (acknowledged writes survive power loss) and a
+/// generous busy timeout, because the log writer and the projector take turns at the write lock.
+pub async fn connect(url: &str) -> Result<Db, StoreError> {
+    if let Some(path) = sqlite_path(url) {
+        if let Some(dir) = std::path::Path::new(&path).parent()
+            && !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Url(format!("cannot create {}: {e}", dir.display())))?;
+            }
+    } else if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(StoreError::Url(format!(
+            "unsupported database URL scheme in {:?}: use sqlite://… or postgres://…",
+            redact(url)
+        )));
+    }
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.sqlx_logging(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(10))
+        .max_connections(if url.starts_with("sqlite:") { 8 } else { 20 })
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(false)
+        });
+    Ok(Database::connect(opts).await?)
+}
+
+/// Applies pending migrations.
+pub async fn migrate(db: &Db) -> Result<(), StoreError> {
+    Migrator::up(db, None).await?;
+    Ok(())
+}
+
+/// Whether every migration has been applied, for `/readyz`.
+pub async fn migrations_applied(db: &Db) -> Result<bool, StoreError> {
+    Ok(Migrator::get_pending_migrations(db).await?.is_empty())
+}
+
+/// Cheap liveness query, for `/readyz`.
+pub async fn ping(db: &Db) -> Result<(), StoreError> {
+    db.execute_unprepared("SELECT 1").await?;
+    Ok(())
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(path.to_string())
+}
+
+/// The URL without its password, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Rewrites `?` placeholders into `$n` for Postgres (our SQL text never contains literal `?`).
+pub fn sql(backend: DbBackend, text: &str) -> String {
+    if backend != DbBackend::Postgres {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut n = 0;
+    for c in text.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Builds a statement from `?`-placeholder SQL for the connection's backend.
+pub fn stmt<I: IntoIterator<Item = Value>>(backend: DbBackend, text: &str, values: I) -> Statement {
+    Statement::from_sql_and_values(backend, sql(backend, text), values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_the_password() {
+        assert_eq!(redact("postgres://roster:secret@h:5432/db"), "postgres://roster:***@h:5432/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn postgres_placeholders_are_numbered_in_order() {
+        assert_eq!(sql(DbBackend::Postgres, "a = ? AND b = ?"), "a = $1 AND b = $2");
+        assert_eq!(sql(DbBackend::Sqlite, "a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn sqlite_path_ignores_query_and_memory() {
+        assert_eq!(sqlite_path("sqlite://roster-data/roster.db?mode=rwc").as_deref(), Some("roster-data/roster.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}

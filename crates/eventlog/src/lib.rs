@@ -1,0 +1,263 @@
+//! The event log: the source of truth that every Roster write goes through.
+//!
+//! [`EventLog`] is the seam between the ingress (which appends) and the projector (which reads
+//! in order). [`DbLog`] keeps the log in the database next to the read model, for `make run` and
+//! small installs; the Kafka log (production) implements the same trait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use roster_db::sql;
+use roster_events::{Envelope, EventError};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Where an event sits in the log: a partition and an offset within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// Partition (always 0 for the database log).
+    pub partition: i32,
+    /// Offset within the partition; the database log's offsets start at 1 and have no gaps.
+    pub offset: i64,
+}
+
+/// An event read back from the log.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Where it sits.
+    pub position: Position,
+    /// The event, or why it could not be decoded (a poison record is reported, never skipped silently).
+    pub envelope: Result<Envelope, Arc<EventError>>,
+}
+
+/// Errors of the event log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    /// The database rejected or failed the operation.
+    #[error("event log database error: {0}")]
+    Db(#[from] DbErr),
+    /// An event could not be encoded.
+    #[error("{0}")]
+    Encode(Arc<EventError>),
+    /// The log is shutting down or its writer task is gone.
+    #[error("event log is not available: {0}")]
+    Unavailable(String),
+}
+
+/// A durable, ordered log of events.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends events durably, in order; returns their positions once they are committed.
+    async fn append(&self, events: Vec<Envelope>) -> Result<Vec<Position>, LogError>;
+    /// Reads up to `max` records of `partition` starting at `from` (inclusive), in order.
+    async fn read(&self, partition: i32, from: i64, max: usize) -> Result<Vec<Record>, LogError>;
+    /// The partitions of the log.
+    fn partitions(&self) -> Vec<i32>;
+    /// A receiver that changes whenever this process appended something (readers wake on it;
+    /// appends by other processes are found by polling).
+    fn appended(&self) -> watch::Receiver<u64>;
+    /// Checks that the log is reachable, for `/readyz`.
+    async fn check(&self) -> Result<(), LogError>;
+}
+
+/// Tuning of the database log's group commit.
+#[derive(Debug, Clone)]
+pub struct DbLogConfig {
+    /// Most events committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for DbLogConfig {
+    fn default() -> Self {
+        Self { max_batch: 2000 }
+    }
+}
+
+type AppendRequest = (Vec<Envelope>, oneshot::Sender<Result<Vec<Position>, LogError>>);
+
+/// The event log kept in the database (`events` table), with group commit.
+///
+/// Appends from concurrent requests are queued to one writer task that commits them in batches,
+/// so a burst of writes costs one fsync per batch, not per request. Each append transaction first
+/// bumps the single `log_head` row: that serialises appenders across processes and makes
+/// positions dense and commit-ordered, so a reader that has seen position `n` has seen every
+/// position below it (the Postgres pitfall of sequences committing out of order cannot occur).
+#[derive(Clone)]
+pub struct DbLog {
+    db: DatabaseConnection,
+    tx: mpsc::Sender<AppendRequest>,
+    appended: watch::Receiver<u64>,
+}
+
+impl DbLog {
+    /// Starts the writer task on the current Tokio runtime.
+    pub fn start(db: DatabaseConnection, config: DbLogConfig) -> Self {
+        let (tx, rx) = mpsc::channel::<AppendRequest>(4096);
+        let (appended_tx, appended) = watch::channel(0u64);
+        tokio::spawn(writer(db.clone(), rx, appended_tx, config.max_batch.max(1)));
+        Self { db, tx, appended }
+    }
+}
+
+async fn writer(
+    db: DatabaseConnection,
+    mut rx: mpsc::Receiver<AppendRequest>,
+    appended: watch::Sender<u64>,
+    max_batch: usize,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut requests = vec![first];
+        let mut count = requests[0].0.len();
+        while count < max_batch {
+            match rx.try_recv() {
+                Ok(r) => {
+                    count += r.0.len();
+                    requests.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let events: Vec<&Envelope> = requests.iter().flat_map(|(e, _)| e.iter()).collect();
+        let result = append_with_retry(&db, &events).await;
+        match result {
+            Ok(first_offset) => {
+                let mut next = first_offset;
+                for (evs, reply) in requests {
+                    let positions =
+                        (0..evs.len()).map(|i| Position { partition: 0, offset: next + i as i64 }).collect();
+                    next += evs.len() as i64;
+                    let _ = reply.send(Ok(positions));
+                }
+                appended.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, events = events.len(), "event log append failed");
+                for (_, reply) in requests {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn append_with_retry(db: &DatabaseConnection, events: &[&Envelope]) -> Result<i64, LogError> {
+    let mut delay = Duration::from_millis(5);
+    let mut attempt = 0;
+    loop {
+        match append_batch(db, events).await {
+            Ok(first) => return Ok(first),
+            Err(LogError::Db(e)) if attempt < 5 && is_transient(&e) => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "retrying event log append");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Lock contention and serialisation failures are worth retrying; everything else is reported.
+fn is_transient(e: &DbErr) -> bool {
+    let s = e.to_string().to_lowercase();
+    s.contains("database is locked") || s.contains("busy") || s.contains("could not serialize")
+}
+
+/// Commits one batch; returns the offset of its first event.
+async fn append_batch(db: &DatabaseConnection, events: &[&Envelope]) -> Result<i64, LogError> {
+    let backend = db.get_database_backend();
+    let encoded = events
+        .iter()
+        .map(|e| e.to_json().map(|json| (*e, json)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LogError::Encode(Arc::new(e)))?;
+    let n = encoded.len() as i64;
+    let txn = db.begin().await?;
+    let head = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql(backend, "UPDATE log_head SET last_position = last_position + ? WHERE id = 1 RETURNING last_position"),
+            [Value::from(n)],
+        ))
+        .await?
+        .ok_or_else(|| LogError::Unavailable("log_head row is missing: run `roster migrate`".into()))?;
+    let last: i64 = head.try_get_by_index(0)?;
+    let first = last - n + 1;
+    // Bounded rows per statement keep us under both backends' bind-parameter limits.
+    for (chunk_index, chunk) in encoded.chunks(1000).enumerate() {
+        let mut text = String::from(
+            "INSERT INTO events (position, event_id, account_id, resource_id, event_type, envelope) VALUES ",
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 6);
+        for (i, (env, json)) in chunk.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str("(?, ?, ?, ?, ?, ?)");
+            values.push(Value::from(first + (chunk_index * 1000 + i) as i64));
+            values.push(Value::from(env.event_id.to_string()));
+            values.push(Value::from(env.account_id.clone()));
+            values.push(Value::from(env.resource_id.clone()));
+            values.push(Value::from(env.event_type()));
+            values.push(Value::from(json.clone()));
+        }
+        txn.execute_raw(Statement::from_sql_and_values(backend, sql(backend, &text), values)).await?;
+    }
+    txn.commit().await?;
+    Ok(first)
+}
+
+#[async_trait]
+impl EventLog for DbLog {
+    async fn append(&self, events: Vec<Envelope>) -> Result<Vec<Position>, LogError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send((events, reply)).await.map_err(|_| LogError::Unavailable("event log writer stopped".into()))?;
+        rx.await.map_err(|_| LogError::Unavailable("event log writer stopped".into()))?
+    }
+
+    async fn read(&self, partition: i32, from: i64, max: usize) -> Result<Vec<Record>, LogError> {
+        if partition != 0 {
+            return Ok(Vec::new());
+        }
+        let backend = self.db.get_database_backend();
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql(backend, "SELECT position, envelope FROM events WHERE position >= ? ORDER BY position LIMIT ?"),
+                [Value::from(from), Value::from(max as i64)],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let offset: i64 = row.try_get_by_index(0)?;
+                let text: String = row.try_get_by_index(1)?;
+                Ok(Record {
+                    position: Position { partition: 0, offset },
+                    envelope: Envelope::from_json(&text).map_err(Arc::new),
+                })
+            })
+            .collect()
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        vec![0]
+    }
+
+    fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.clone()
+    }
+
+    async fn check(&self) -> Result<(), LogError> {
+        let backend = self.db.get_database_backend();
+        self.db
+            .query_one_raw(Statement::from_string(backend, "SELECT last_position FROM log_head WHERE id = 1"))
+            .await?
+            .ok_or_else(|| LogError::Unavailable("log_head row is missing".into()))?;
+        Ok(())
+    }
+}

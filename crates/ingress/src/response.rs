@@ -1,0 +1,107 @@
+//! SCIM responses and the mapping of every failure to a SCIM error body.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use roster_scim::ScimError;
+use serde_json::Value;
+
+/// The media type of every SCIM response.
+pub const SCIM_JSON: &str = "application/scim+json";
+
+/// An error answered as a SCIM error body.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A client or protocol error with its status and `scimType`.
+    #[error(transparent)]
+    Scim(#[from] ScimError),
+    /// Something failed on our side; details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The event log or database is unavailable; the client should retry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Missing or invalid credentials.
+    #[error("unauthorized")]
+    Unauthorized,
+}
+
+impl From<roster_db::StoreError> for ApiError {
+    fn from(e: roster_db::StoreError) -> Self {
+        match e {
+            roster_db::StoreError::Db(_) => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<roster_store::read::QueryError> for ApiError {
+    fn from(e: roster_store::read::QueryError) -> Self {
+        match e {
+            roster_store::read::QueryError::Scim(s) => ApiError::Scim(s),
+            roster_store::read::QueryError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl ApiError {
+    fn scim(&self) -> ScimError {
+        match self {
+            ApiError::Scim(e) => e.clone(),
+            ApiError::Internal(_) => ScimError::status(500, "An internal error occurred; it has been logged."),
+            ApiError::Unavailable(_) => {
+                ScimError::status(503, "The service is temporarily unavailable; retry the request shortly.")
+            }
+            ApiError::Unauthorized => ScimError::status(
+                401,
+                "Authorization failed: send a valid SCIM token of this account as a Bearer token.",
+            ),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.scim().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            ApiError::Unavailable(e) => tracing::warn!(error = %e, "unavailable"),
+            _ => {}
+        }
+        let err = self.scim();
+        let mut resp = scim_response(self.status_code(), &err.to_json());
+        match self {
+            ApiError::Unauthorized => {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Unavailable(_) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// A response with a SCIM JSON body.
+pub fn scim_response(status: StatusCode, body: &Value) -> HttpResponse {
+    HttpResponse::build(status).insert_header((header::CONTENT_TYPE, SCIM_JSON)).body(body.to_string())
+}
+
+/// A SCIM resource response with its `ETag` (and `Location` when created).
+pub fn resource_response(status: StatusCode, body: &Value) -> HttpResponse {
+    let mut resp = scim_response(status, body);
+    if let Some(v) = body.pointer("/meta/version").and_then(Value::as_str)
+        && let Ok(h) = HeaderValue::from_str(v) {
+            resp.headers_mut().insert(header::ETAG, h);
+        }
+    if status == StatusCode::CREATED
+        && let Some(loc) = body.pointer("/meta/location").and_then(Value::as_str)
+            && let Ok(h) = HeaderValue::from_str(loc) {
+                resp.headers_mut().insert(header::LOCATION, h);
+            }
+    resp
+}

@@ -1,0 +1,45 @@
+//! Flags shared by the long-running subcommands, each with its environment variable (SPEC.md).
+
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+/// Process configuration.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Public address: SCIM and /healthz.
+    #[arg(long, env = "ROSTER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Internal address: admin API, /metrics, /readyz.
+    #[arg(long, env = "ROSTER_OPS_LISTEN", default_value = "127.0.0.1:8081")]
+    pub ops_listen: String,
+    /// Database URL: the read model, accounts and (without Kafka) the event log.
+    #[arg(long, env = "ROSTER_DATABASE_URL", default_value = "sqlite://roster-data/roster.db?mode=rwc")]
+    pub database_url: String,
+    /// Kafka bootstrap servers; unset = the embedded event log in the database.
+    #[arg(long, env = "ROSTER_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Kafka topic of the event log.
+    #[arg(long, env = "ROSTER_KAFKA_TOPIC", default_value = "roster.scim-events")]
+    pub kafka_topic: String,
+    /// Base URL printed for SCIM endpoints and used in meta.location; derived from --listen when unset.
+    #[arg(long, env = "ROSTER_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seconds a write waits for the projector before answering 503 (the write stays durable).
+    #[arg(long, env = "ROSTER_APPLY_TIMEOUT_SECS", default_value_t = 10)]
+    pub apply_timeout_secs: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ROSTER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+/// Logging from `RUST_LOG` (default `info`), as text or JSON (`ROSTER_LOG_FORMAT=json`), to stderr.
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("ROSTER_LOG_FORMAT").map(|v| v.eq_ignore_ascii_case("json")).unwrap_or(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

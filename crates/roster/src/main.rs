@@ -1,0 +1,56 @@
+//! `roster`: the one binary. Parses the command line, sets up logging and runs a subcommand.
+
+mod admin_cli;
+mod config;
+mod replay;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::Common;
+
+/// Roster: a SCIM 2.0 endpoint for Microsoft Entra ID, built on an event log.
+#[derive(Parser, Debug)]
+#[command(name = "roster", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Everything in one process (ingress + projector); embedded defaults.
+    Serve(Common),
+    /// The SCIM ingress only (a projector must run elsewhere against the same database and log).
+    Ingress(Common),
+    /// The projector only.
+    Projector(Common),
+    /// Applies database migrations and exits.
+    Migrate(Common),
+    /// Rebuilds the read model from the event log, with a progress bar.
+    Replay(replay::ReplayArgs),
+    /// Admin operations (accounts, SCIM tokens), printing JSON.
+    Admin(admin_cli::AdminArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    config::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(c) => serve::run(c, serve::Role::All).await,
+            Command::Ingress(c) => serve::run(c, serve::Role::Ingress).await,
+            Command::Projector(c) => serve::run(c, serve::Role::Projector).await,
+            Command::Migrate(c) => {
+                let db = roster_db::connect(&c.database_url).await?;
+                roster_db::migrate(&db).await?;
+                println!("roster: migrations applied to {}", roster_db::redact(&c.database_url));
+                Ok(())
+            }
+            Command::Replay(args) => replay::run(args).await,
+            Command::Admin(args) => admin_cli::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,161 @@
+//! `roster replay`: rebuild the read model from the event log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use roster_db::{Db, stmt};
+use roster_eventlog::{DbLog, DbLogConfig, EventLog};
+use roster_projector::{Projector, ProjectorConfig};
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait, Value};
+
+/// Arguments of `roster replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The database holding the event log (and, without --into, the read model to rebuild in place).
+    #[arg(long, env = "ROSTER_DATABASE_URL", default_value = "sqlite://roster-data/roster.db?mode=rwc")]
+    pub database_url: String,
+    /// A fresh database to rebuild into: accounts, tokens and the log are copied, then the read
+    /// model is projected from the copied log. Without it, the read model is rebuilt in place.
+    #[arg(long)]
+    pub into: Option<String>,
+    /// Events applied per transaction.
+    #[arg(long, default_value_t = 5000)]
+    pub batch: usize,
+}
+
+const READ_MODEL_TABLES: [&str; 5] =
+    ["scim_members", "scim_groups", "scim_users", "event_outcomes", "consumer_positions"];
+
+/// Runs the replay.
+pub async fn run(args: ReplayArgs) -> Result<()> {
+    let src = roster_db::connect(&args.database_url)
+        .await
+        .with_context(|| format!("connecting to {}", roster_db::redact(&args.database_url)))?;
+    roster_db::migrate(&src).await?;
+    let target = match &args.into {
+        Some(url) => {
+            let dst =
+                roster_db::connect(url).await.with_context(|| format!("connecting to {}", roster_db::redact(url)))?;
+            roster_db::migrate(&dst).await?;
+            copy_log(&src, &dst).await?;
+            dst
+        }
+        None => {
+            let txn = src.begin().await?;
+            for t in READ_MODEL_TABLES {
+                txn.execute_unprepared(&format!("DELETE FROM {t}")).await?;
+            }
+            txn.commit().await?;
+            src
+        }
+    };
+    let total = last_position(&target).await?;
+    let log: Arc<dyn EventLog> = Arc::new(DbLog::start(target.clone(), DbLogConfig::default()));
+    let projector = Projector::new(
+        target.clone(),
+        log,
+        None,
+        ProjectorConfig { max_batch: args.batch.max(1), ..ProjectorConfig::default() },
+    );
+    let bar = ProgressBar::new(total.max(0) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    loop {
+        let n = projector.step().await?;
+        if n == 0 {
+            break;
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 { total as f64 / secs } else { 0.0 };
+    println!("roster: replayed {total} events in {secs:.2} s ({rate:.0} events/s)");
+    Ok(())
+}
+
+async fn last_position(db: &Db) -> Result<i64> {
+    let b = db.get_database_backend();
+    let row = db
+        .query_one_raw(Statement::from_string(b, "SELECT last_position FROM log_head WHERE id = 1"))
+        .await?
+        .context("log_head row missing")?;
+    Ok(row.try_get_by_index(0)?)
+}
+
+async fn count(db: &Db, table: &str) -> Result<i64> {
+    let b = db.get_database_backend();
+    let row = db.query_one_raw(Statement::from_string(b, format!("SELECT COUNT(*) FROM {table}"))).await?;
+    Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
+}
+
+/// Copies accounts, tokens and the event log into an empty destination database.
+async fn copy_log(src: &Db, dst: &Db) -> Result<()> {
+    for t in ["accounts", "scim_tokens", "events"] {
+        if count(dst, t).await? > 0 {
+            bail!("the --into database is not empty (table {t} has rows); replay needs a fresh database");
+        }
+    }
+    copy_table(src, dst, "accounts", &["id", "name", "created_at"], "id").await?;
+    copy_table(
+        src,
+        dst,
+        "scim_tokens",
+        &["id", "account_id", "name", "token_hash", "created_at", "last_used_at", "expires_at", "revoked_at"],
+        "id",
+    )
+    .await?;
+    copy_table(
+        src,
+        dst,
+        "events",
+        &["position", "event_id", "account_id", "resource_id", "event_type", "envelope"],
+        "position",
+    )
+    .await?;
+    let last = last_position(src).await?;
+    let b = dst.get_database_backend();
+    dst.execute_raw(stmt(b, "UPDATE log_head SET last_position = ? WHERE id = 1", [Value::from(last)])).await?;
+    Ok(())
+}
+
+async fn copy_table(src: &Db, dst: &Db, table: &str, columns: &[&str], order: &str) -> Result<()> {
+    let sb = src.get_database_backend();
+    let db_ = dst.get_database_backend();
+    let cols = columns.join(", ");
+    let page = 2000usize;
+    let mut offset = 0usize;
+    loop {
+        let rows = src
+            .query_all_raw(Statement::from_string(
+                sb,
+                format!("SELECT {cols} FROM {table} ORDER BY {order} LIMIT {page} OFFSET {offset}"),
+            ))
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let txn = dst.begin().await?;
+        for r in &rows {
+            let mut values: Vec<Value> = Vec::with_capacity(columns.len());
+            for (i, c) in columns.iter().enumerate() {
+                values.push(if *c == "position" {
+                    Value::from(r.try_get_by_index::<i64>(i)?)
+                } else {
+                    Value::from(r.try_get_by_index::<Option<String>>(i)?)
+                });
+            }
+            let marks = vec!["?"; columns.len()].join(", ");
+            txn.execute_raw(stmt(db_, &format!("INSERT INTO {table} ({cols}) VALUES ({marks})"), values)).await?;
+        }
+        txn.commit().await?;
+        offset += rows.len();
+    }
+    Ok(())
+}

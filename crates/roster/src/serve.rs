@@ -1,0 +1,176 @@
+//! `roster serve`, `roster ingress` and `roster projector`: the long-running processes.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context, Result, bail};
+use roster_admin::AdminState;
+use roster_eventlog::{DbLog, DbLogConfig, EventLog};
+use roster_ingress::{IngressConfig, IngressState, OutcomeWaiter};
+use roster_projector::{OutcomeHub, Projector, ProjectorConfig};
+use roster_store::accounts::{self, UsageRecorder};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Common;
+
+/// Which components this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Ingress and projector in one process (`roster serve`).
+    All,
+    /// The SCIM ingress only.
+    Ingress,
+    /// The projector only.
+    Projector,
+}
+
+/// Runs the process until SIGTERM or SIGINT.
+pub async fn run(c: Common, role: Role) -> Result<()> {
+    if c.kafka_brokers.is_some() {
+        bail!(
+            "--kafka-brokers is set, but this build has only the embedded event log; unset ROSTER_KAFKA_BROKERS to use the database log"
+        );
+    }
+    let db = roster_db::connect(&c.database_url)
+        .await
+        .with_context(|| format!("connecting to {}", roster_db::redact(&c.database_url)))?;
+    roster_db::migrate(&db).await.context("applying migrations")?;
+    let log: Arc<dyn EventLog> = Arc::new(DbLog::start(db.clone(), DbLogConfig::default()));
+    let cancel = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    let hub = (role == Role::All).then(|| Arc::new(OutcomeHub::default()));
+    if role != Role::Ingress {
+        let projector = Projector::new(db.clone(), log.clone(), hub.clone(), ProjectorConfig::default());
+        let token = cancel.clone();
+        tasks.push(tokio::spawn(async move { projector.run(token).await }));
+    }
+
+    let public = TcpListener::bind(&c.listen).with_context(|| format!("binding --listen {}", c.listen))?;
+    let ops = TcpListener::bind(&c.ops_listen).with_context(|| format!("binding --ops-listen {}", c.ops_listen))?;
+    let public_addr = public.local_addr()?;
+    let ops_addr = ops.local_addr()?;
+    let public_url = c.public_url.clone().unwrap_or_else(|| format!("http://{public_addr}"));
+    let public_url = public_url.trim_end_matches('/').to_string();
+
+    let admin_token = match std::env::var("ROSTER_ADMIN_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => {
+            let t = accounts::generate_secret()?;
+            println!("roster: admin token (ROSTER_ADMIN_TOKEN was unset; shown once): {t}");
+            t
+        }
+    };
+
+    let usage = Arc::new(UsageRecorder::default());
+    let mut servers = Vec::new();
+    if role != Role::Projector {
+        let state = IngressState {
+            db: db.clone(),
+            log: log.clone(),
+            waiter: OutcomeWaiter::new(db.clone(), hub.clone()),
+            usage: usage.clone(),
+            config: Arc::new(IngressConfig {
+                public_url: public_url.clone(),
+                max_body_bytes: c.max_body_bytes,
+                apply_timeout: Duration::from_secs(c.apply_timeout_secs.max(1)),
+                ..IngressConfig::default()
+            }),
+        };
+        let server = HttpServer::new(move || {
+            App::new().app_data(web::Data::new(state.clone())).configure(roster_ingress::configure)
+        })
+        .listen(public)?
+        .disable_signals()
+        .shutdown_timeout(30)
+        .run();
+        servers.push(server.handle());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "public server failed");
+            }
+        }));
+        println!("roster: public listening on {public_addr}");
+
+        let flusher_db = db.clone();
+        let flusher_usage = usage.clone();
+        let token = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                if let Err(e) = flusher_usage.flush(&flusher_db).await {
+                    tracing::warn!(error = %e, "recording token usage failed");
+                }
+            }
+        }));
+    } else {
+        drop(public);
+    }
+
+    let admin = AdminState::new(db.clone(), log.clone(), &admin_token, public_url.clone());
+    let ops_server =
+        HttpServer::new(move || App::new().app_data(web::Data::new(admin.clone())).configure(roster_admin::configure))
+            .listen(ops)?
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(10)
+            .run();
+    servers.push(ops_server.handle());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = ops_server.await {
+            tracing::error!(error = %e, "ops server failed");
+        }
+    }));
+    println!("roster: ops listening on {ops_addr}");
+
+    if role == Role::All && accounts::is_empty(&db).await? {
+        let account = accounts::create_account(&db, "default").await?;
+        let (_, token) = accounts::create_token(&db, &account.id, "default").await?;
+        println!("roster: created account \"default\"; its SCIM token is shown only now.");
+        println!("roster: SCIM base URL: {public_url}/scim/v2/accounts/{}", account.id);
+        println!("roster: SCIM token: {token}");
+    }
+    println!("roster: ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    for s in &servers {
+        s.stop(true).await;
+    }
+    cancel.cancel();
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+    }
+    if let Err(e) = usage.flush(&db).await {
+        tracing::warn!(error = %e, "recording token usage on shutdown failed");
+    }
+    db.close().await.ok();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

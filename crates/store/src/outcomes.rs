@@ -1,0 +1,107 @@
+//! What the projector decided for each event: the ingress's read-your-writes answer and the
+//! per-resource change history.
+
+use roster_db::{StoreError, stmt};
+use roster_events::{Envelope, Outcome, OutcomeError};
+use sea_orm::{ConnectionTrait, Value};
+use serde_json::{Value as Json, json};
+
+/// Records an event's outcome (inside the projector's transaction). Idempotent per event id.
+pub async fn insert<C: ConnectionTrait>(
+    c: &C,
+    envelope: &Envelope,
+    envelope_json: &str,
+    partition: i32,
+    offset: i64,
+    outcome: &Outcome,
+) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    let error = match &outcome.error {
+        Some(e) => Some(serde_json::to_string(e).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+        None => None,
+    };
+    c.execute_raw(stmt(
+        b,
+        "INSERT INTO event_outcomes (event_id, account_id, resource_id, partition, log_offset, status, version, error, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        [
+            envelope.event_id.to_string().into(),
+            envelope.account_id.clone().into(),
+            envelope.resource_id.clone().into(),
+            partition.into(),
+            offset.into(),
+            i32::from(outcome.status).into(),
+            outcome.version.map(|v| v as i64).into(),
+            error.into(),
+            envelope_json.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+fn outcome_from(status: i32, version: Option<i64>, error: Option<String>) -> Result<Outcome, StoreError> {
+    let error = match error {
+        Some(text) => Some(
+            serde_json::from_str::<OutcomeError>(&text)
+                .map_err(|e| StoreError::Corrupt(format!("outcome error: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Outcome {
+        status: u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("status {status}")))?,
+        version: version.map(|v| v as u64),
+        error,
+    })
+}
+
+/// The outcome of an event, once the projector has applied it.
+pub async fn get<C: ConnectionTrait>(c: &C, event_id: &str) -> Result<Option<Outcome>, StoreError> {
+    let b = c.get_database_backend();
+    let row = c
+        .query_one_raw(stmt(
+            b,
+            "SELECT status, version, error FROM event_outcomes WHERE event_id = ?",
+            [event_id.into()],
+        ))
+        .await?;
+    match row {
+        None => Ok(None),
+        Some(r) => Ok(Some(outcome_from(r.try_get_by_index(0)?, r.try_get_by_index(1)?, r.try_get_by_index(2)?)?)),
+    }
+}
+
+/// A resource's change history, oldest first: each event's envelope with its outcome.
+pub async fn history<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    resource_id: &str,
+    limit: u64,
+) -> Result<Vec<Json>, StoreError> {
+    let b = c.get_database_backend();
+    let rows = c
+        .query_all_raw(stmt(
+            b,
+            &format!(
+                "SELECT envelope, status, version, error, partition, log_offset FROM event_outcomes WHERE account_id = ? AND resource_id = ? ORDER BY partition, log_offset LIMIT {}",
+                limit.min(10_000)
+            ),
+            [Value::from(account), Value::from(resource_id)],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let text: String = r.try_get_by_index(0)?;
+            let mut env: Json =
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored envelope: {e}")))?;
+            let outcome = outcome_from(r.try_get_by_index(1)?, r.try_get_by_index(2)?, r.try_get_by_index(3)?)?;
+            if let Some(obj) = env.as_object_mut() {
+                obj.insert("outcome".into(), serde_json::to_value(&outcome).unwrap_or(Json::Null));
+                obj.insert(
+                    "position".into(),
+                    json!({"partition": r.try_get_by_index::<i32>(4)?, "offset": r.try_get_by_index::<i64>(5)?}),
+                );
+            }
+            Ok(env)
+        })
+        .collect()
+}

@@ -1,0 +1,256 @@
+//! Read-model queries and SCIM rendering: what GET and list requests answer.
+//!
+//! Lists translate the SCIM filter to SQL (never loading a whole account); members and a user's
+//! groups are loaded only when the response will include them.
+
+use roster_db::{Db, StoreError, stmt};
+use roster_filter_sql::{Dialect, SortOrder, SqlParam};
+use roster_scim::ScimError;
+use roster_scim::filter::{AttrPath, Filter};
+use roster_scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ROSTER_USER_SCHEMA, ResourceKind, USER_SCHEMA};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use serde_json::{Map, Value as Json, json};
+
+use crate::write::{GROUP_COLUMNS, GroupRow, USER_COLUMNS, UserRow, group_from_row, user_from_row};
+
+/// Errors of list queries: a bad filter is the client's fault, a database failure is not.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The filter or sort is invalid (400).
+    #[error(transparent)]
+    Scim(#[from] ScimError),
+    /// The database failed (500/503).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sea_orm::DbErr> for QueryError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        QueryError::Store(StoreError::Db(e))
+    }
+}
+
+/// A page request.
+#[derive(Debug, Clone)]
+pub struct ListQuery<'a> {
+    /// Parsed and validated filter.
+    pub filter: Option<&'a Filter>,
+    /// `sortBy`.
+    pub sort_by: Option<&'a AttrPath>,
+    /// `sortOrder` is descending.
+    pub descending: bool,
+    /// 1-based `startIndex`.
+    pub start_index: u64,
+    /// Page size (already capped).
+    pub count: u64,
+}
+
+/// A group member as rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberView {
+    /// Member id.
+    pub value: String,
+    /// `User` or `Group`.
+    pub kind: String,
+    /// Display name of the member.
+    pub display: Option<String>,
+}
+
+fn dialect(b: DbBackend) -> Dialect {
+    if b == DbBackend::Postgres { Dialect::Postgres } else { Dialect::Sqlite }
+}
+
+fn param_value(p: SqlParam) -> Value {
+    match p {
+        SqlParam::Text(s) => s.into(),
+        SqlParam::Bool(b) => b.into(),
+        SqlParam::Int(i) => i.into(),
+        SqlParam::Float(f) => f.into(),
+    }
+}
+
+/// Builds `SELECT … FROM table t WHERE t.account_id = <p1> [AND (filter)]` plus its values.
+fn filtered(
+    b: DbBackend,
+    select: &str,
+    table: &str,
+    kind: ResourceKind,
+    account: &str,
+    filter: Option<&Filter>,
+) -> Result<(String, Vec<Value>), QueryError> {
+    let first = if b == DbBackend::Postgres { "$1" } else { "?" };
+    let mut sql = format!("SELECT {select} FROM {table} t WHERE t.account_id = {first}");
+    let mut values: Vec<Value> = vec![account.into()];
+    if let Some(f) = filter {
+        let frag = roster_filter_sql::where_clause(f, kind, dialect(b), "t", 2)?;
+        sql.push_str(" AND (");
+        sql.push_str(&frag.sql);
+        sql.push(')');
+        values.extend(frag.params.into_iter().map(param_value));
+    }
+    Ok((sql, values))
+}
+
+fn prefixed(columns: &str) -> String {
+    columns.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+async fn page<T>(
+    db: &Db,
+    kind: ResourceKind,
+    table: &str,
+    columns: &str,
+    account: &str,
+    q: &ListQuery<'_>,
+    decode: fn(&sea_orm::QueryResult) -> Result<T, StoreError>,
+) -> Result<(u64, Vec<T>), QueryError> {
+    let b = db.get_database_backend();
+    let (count_sql, values) = filtered(b, "COUNT(*)", table, kind, account, q.filter)?;
+    let total: i64 = db
+        .query_one_raw(Statement::from_sql_and_values(b, count_sql, values.clone()))
+        .await?
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0);
+    if q.count == 0 || total == 0 {
+        return Ok((total as u64, Vec::new()));
+    }
+    let order = roster_filter_sql::order_by(
+        q.sort_by,
+        if q.descending { SortOrder::Descending } else { SortOrder::Ascending },
+        kind,
+        dialect(b),
+        "t",
+    )?;
+    let (mut sql, values) = filtered(b, &prefixed(columns), table, kind, account, q.filter)?;
+    sql.push_str(&format!(" ORDER BY {order} LIMIT {} OFFSET {}", q.count, q.start_index.saturating_sub(1)));
+    let rows = db.query_all_raw(Statement::from_sql_and_values(b, sql, values)).await?;
+    let items = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    Ok((total as u64, items))
+}
+
+/// A page of users matching the query, with the total count.
+pub async fn list_users(db: &Db, account: &str, q: &ListQuery<'_>) -> Result<(u64, Vec<UserRow>), QueryError> {
+    page(db, ResourceKind::User, "scim_users", USER_COLUMNS, account, q, user_from_row).await
+}
+
+/// A page of groups matching the query, with the total count.
+pub async fn list_groups(db: &Db, account: &str, q: &ListQuery<'_>) -> Result<(u64, Vec<GroupRow>), QueryError> {
+    page(db, ResourceKind::Group, "scim_groups", GROUP_COLUMNS, account, q, group_from_row).await
+}
+
+/// One user.
+pub async fn get_user(db: &Db, account: &str, id: &str) -> Result<Option<UserRow>, StoreError> {
+    crate::write::find_user(db, account, id).await
+}
+
+/// One group (without members).
+pub async fn get_group(db: &Db, account: &str, id: &str) -> Result<Option<GroupRow>, StoreError> {
+    crate::write::find_group(db, account, id).await
+}
+
+/// The members of a group with their display names, ordered by id.
+pub async fn group_members(db: &Db, account: &str, group: &str) -> Result<Vec<MemberView>, StoreError> {
+    let b = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(
+            b,
+            "SELECT m.member_id, m.member_type, COALESCE(u.display_name, u.user_name, g.display_name) \
+             FROM scim_members m \
+             LEFT JOIN scim_users u ON u.account_id = m.account_id AND u.id = m.member_id \
+             LEFT JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.member_id \
+             WHERE m.account_id = ? AND m.group_id = ? ORDER BY m.member_id",
+            [account.into(), group.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(MemberView {
+                value: r.try_get_by_index(0)?,
+                kind: r.try_get_by_index(1)?,
+                display: r.try_get_by_index(2)?,
+            })
+        })
+        .collect()
+}
+
+/// The groups a user (or group) is a direct member of, as (id, displayName), ordered by id.
+pub async fn member_of(db: &Db, account: &str, member: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let b = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(
+            b,
+            "SELECT g.id, g.display_name FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id \
+             WHERE m.account_id = ? AND m.member_id = ? ORDER BY g.id",
+            [account.into(), member.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?))).collect()
+}
+
+/// The weak ETag of a version.
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+fn meta(kind: ResourceKind, base: &str, id: &str, created: &str, last_modified: &str, version: i64) -> Json {
+    let path = match kind {
+        ResourceKind::User => "Users",
+        ResourceKind::Group => "Groups",
+    };
+    json!({
+        "resourceType": kind.as_str(),
+        "created": created,
+        "lastModified": last_modified,
+        "version": etag(version),
+        "location": format!("{base}/{path}/{id}"),
+    })
+}
+
+/// Renders a user as a full SCIM resource. `groups` is `None` when the caller will not return them.
+pub fn render_user(u: &UserRow, base: &str, groups: Option<&[(String, String)]>) -> Json {
+    let mut out: Map<String, Json> = u.resource.clone();
+    let mut schemas = vec![Json::from(USER_SCHEMA)];
+    if out.contains_key(ENTERPRISE_USER_SCHEMA) {
+        schemas.push(ENTERPRISE_USER_SCHEMA.into());
+    }
+    if let Some(lic) = &u.license_type {
+        schemas.push(ROSTER_USER_SCHEMA.into());
+        out.insert(ROSTER_USER_SCHEMA.into(), json!({ "licenseType": lic }));
+    }
+    out.insert("schemas".into(), Json::Array(schemas));
+    out.insert("id".into(), u.id.clone().into());
+    if let Some(groups) = groups
+        && !groups.is_empty() {
+            let list = groups
+                .iter()
+                .map(|(id, name)| json!({"value": id, "$ref": format!("{base}/Groups/{id}"), "display": name, "type": "direct"}))
+                .collect();
+            out.insert("groups".into(), Json::Array(list));
+        }
+    out.insert("meta".into(), meta(ResourceKind::User, base, &u.id, &u.created, &u.last_modified, u.version));
+    Json::Object(out)
+}
+
+/// Renders a group as a full SCIM resource. `members` is `None` when the caller will not return them.
+pub fn render_group(g: &GroupRow, base: &str, members: Option<&[MemberView]>) -> Json {
+    let mut out: Map<String, Json> = g.resource.clone();
+    out.insert("schemas".into(), json!([GROUP_SCHEMA]));
+    out.insert("id".into(), g.id.clone().into());
+    if let Some(members) = members {
+        let list = members
+            .iter()
+            .map(|m| {
+                let path = if m.kind == "Group" { "Groups" } else { "Users" };
+                let mut v = json!({"value": m.value, "$ref": format!("{base}/{path}/{}", m.value), "type": m.kind});
+                if let (Some(d), Some(obj)) = (&m.display, v.as_object_mut()) {
+                    obj.insert("display".into(), d.clone().into());
+                }
+                v
+            })
+            .collect();
+        out.insert("members".into(), Json::Array(list));
+    }
+    out.insert("meta".into(), meta(ResourceKind::Group, base, &g.id, &g.created, &g.last_modified, g.version));
+    Json::Object(out)
+}

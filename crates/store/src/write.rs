@@ -1,0 +1,457 @@
+//! The read model's rows and the statements the projector runs inside its transaction.
+//!
+//! Everything here takes a `ConnectionTrait` so it runs inside the projector's batch
+//! transaction: state, outcomes and the consumer position commit together or not at all.
+
+use std::collections::HashMap;
+
+use roster_db::{StoreError, stmt};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
+use serde_json::{Map, Value as Json};
+
+/// A user row: indexed columns plus the stored-form attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    /// Resource id.
+    pub id: String,
+    /// `userName` as given.
+    pub user_name: String,
+    /// `externalId`.
+    pub external_id: Option<String>,
+    /// `displayName`.
+    pub display_name: Option<String>,
+    /// `active` (absent counts as active).
+    pub active: bool,
+    /// `meta.created`.
+    pub created: String,
+    /// `meta.lastModified`.
+    pub last_modified: String,
+    /// `meta.version` number.
+    pub version: i64,
+    /// License assigned by the licensing worker.
+    pub license_type: Option<String>,
+    /// Stored-form attributes (no id/meta/schemas/groups).
+    pub resource: Map<String, Json>,
+}
+
+/// A group row: indexed columns plus the stored-form attributes (members live in `scim_members`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRow {
+    /// Resource id.
+    pub id: String,
+    /// `displayName`.
+    pub display_name: String,
+    /// `externalId`.
+    pub external_id: Option<String>,
+    /// `meta.created`.
+    pub created: String,
+    /// `meta.lastModified`.
+    pub last_modified: String,
+    /// `meta.version` number.
+    pub version: i64,
+    /// Stored-form attributes (no id/meta/schemas/members).
+    pub resource: Map<String, Json>,
+}
+
+fn str_attr(m: &Map<String, Json>, k: &str) -> Option<String> {
+    m.get(k).and_then(Json::as_str).map(str::to_string)
+}
+
+impl UserRow {
+    /// Builds a row from stored-form attributes, deriving the indexed columns from them.
+    pub fn from_attributes(
+        id: String,
+        resource: Map<String, Json>,
+        created: String,
+        last_modified: String,
+        version: i64,
+        license_type: Option<String>,
+    ) -> Self {
+        Self {
+            id,
+            user_name: str_attr(&resource, "userName").unwrap_or_default(),
+            external_id: str_attr(&resource, "externalId"),
+            display_name: str_attr(&resource, "displayName"),
+            active: resource.get("active").and_then(Json::as_bool).unwrap_or(true),
+            created,
+            last_modified,
+            version,
+            license_type,
+            resource,
+        }
+    }
+}
+
+impl GroupRow {
+    /// Builds a row from stored-form attributes, deriving the indexed columns from them.
+    pub fn from_attributes(
+        id: String,
+        resource: Map<String, Json>,
+        created: String,
+        last_modified: String,
+        version: i64,
+    ) -> Self {
+        Self {
+            id,
+            display_name: str_attr(&resource, "displayName").unwrap_or_default(),
+            external_id: str_attr(&resource, "externalId"),
+            created,
+            last_modified,
+            version,
+            resource,
+        }
+    }
+}
+
+/// Case-insensitive key for uniqueness and lookups (full Unicode lowercase, computed in Rust so
+/// SQLite and Postgres agree).
+pub fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
+pub(crate) const USER_COLUMNS: &str =
+    "id, user_name, external_id, display_name, active, created, last_modified, version, license_type, resource";
+pub(crate) const GROUP_COLUMNS: &str = "id, display_name, external_id, created, last_modified, version, resource";
+
+fn parse_resource(text: &str) -> Result<Map<String, Json>, StoreError> {
+    match serde_json::from_str::<Json>(text) {
+        Ok(Json::Object(m)) => Ok(m),
+        Ok(_) => Err(StoreError::Corrupt("stored resource is not a JSON object".into())),
+        Err(e) => Err(StoreError::Corrupt(format!("stored resource is not JSON: {e}"))),
+    }
+}
+
+pub(crate) fn user_from_row(r: &QueryResult) -> Result<UserRow, StoreError> {
+    Ok(UserRow {
+        id: r.try_get_by_index(0)?,
+        user_name: r.try_get_by_index(1)?,
+        external_id: r.try_get_by_index(2)?,
+        display_name: r.try_get_by_index(3)?,
+        active: r.try_get_by_index(4)?,
+        created: r.try_get_by_index(5)?,
+        last_modified: r.try_get_by_index(6)?,
+        version: r.try_get_by_index(7)?,
+        license_type: r.try_get_by_index(8)?,
+        resource: parse_resource(&r.try_get_by_index::<String>(9)?)?,
+    })
+}
+
+pub(crate) fn group_from_row(r: &QueryResult) -> Result<GroupRow, StoreError> {
+    Ok(GroupRow {
+        id: r.try_get_by_index(0)?,
+        display_name: r.try_get_by_index(1)?,
+        external_id: r.try_get_by_index(2)?,
+        created: r.try_get_by_index(3)?,
+        last_modified: r.try_get_by_index(4)?,
+        version: r.try_get_by_index(5)?,
+        resource: parse_resource(&r.try_get_by_index::<String>(6)?)?,
+    })
+}
+
+fn json_text(m: &Map<String, Json>) -> String {
+    Json::Object(m.clone()).to_string()
+}
+
+/// Loads a user.
+pub async fn find_user<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<Option<UserRow>, StoreError> {
+    let b = c.get_database_backend();
+    let sql = format!("SELECT {USER_COLUMNS} FROM scim_users WHERE account_id = ? AND id = ?");
+    let row = c.query_one_raw(stmt(b, &sql, [account.into(), id.into()])).await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+/// The id of the user holding this (case-folded) userName, if any.
+pub async fn user_id_by_name<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    folded: &str,
+) -> Result<Option<String>, StoreError> {
+    let b = c.get_database_backend();
+    let row = c
+        .query_one_raw(stmt(
+            b,
+            "SELECT id FROM scim_users WHERE account_id = ? AND user_name_lower = ?",
+            [account.into(), folded.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get_by_index::<String>(0)).transpose()?)
+}
+
+/// Inserts a new user.
+pub async fn insert_user<C: ConnectionTrait>(c: &C, account: &str, u: &UserRow) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "INSERT INTO scim_users (account_id, id, user_name, user_name_lower, external_id, display_name, active, created, last_modified, version, license_type, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            account.into(),
+            u.id.clone().into(),
+            u.user_name.clone().into(),
+            fold(&u.user_name).into(),
+            u.external_id.clone().into(),
+            u.display_name.clone().into(),
+            u.active.into(),
+            u.created.clone().into(),
+            u.last_modified.clone().into(),
+            u.version.into(),
+            u.license_type.clone().into(),
+            json_text(&u.resource).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Overwrites a user's attributes, version and lastModified.
+pub async fn update_user<C: ConnectionTrait>(c: &C, account: &str, u: &UserRow) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "UPDATE scim_users SET user_name = ?, user_name_lower = ?, external_id = ?, display_name = ?, active = ?, last_modified = ?, version = ?, license_type = ?, resource = ? WHERE account_id = ? AND id = ?",
+        [
+            u.user_name.clone().into(),
+            fold(&u.user_name).into(),
+            u.external_id.clone().into(),
+            u.display_name.clone().into(),
+            u.active.into(),
+            u.last_modified.clone().into(),
+            u.version.into(),
+            u.license_type.clone().into(),
+            json_text(&u.resource).into(),
+            account.into(),
+            u.id.clone().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Deletes a user and its memberships.
+pub async fn delete_user<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "DELETE FROM scim_members WHERE account_id = ? AND member_id = ?",
+        [account.into(), id.into()],
+    ))
+    .await?;
+    c.execute_raw(stmt(b, "DELETE FROM scim_users WHERE account_id = ? AND id = ?", [account.into(), id.into()]))
+        .await?;
+    Ok(())
+}
+
+/// Loads a group (without members).
+pub async fn find_group<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<Option<GroupRow>, StoreError> {
+    let b = c.get_database_backend();
+    let sql = format!("SELECT {GROUP_COLUMNS} FROM scim_groups WHERE account_id = ? AND id = ?");
+    let row = c.query_one_raw(stmt(b, &sql, [account.into(), id.into()])).await?;
+    row.as_ref().map(group_from_row).transpose()
+}
+
+/// The id of the group holding this (case-folded) displayName, if any.
+pub async fn group_id_by_name<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    folded: &str,
+) -> Result<Option<String>, StoreError> {
+    let b = c.get_database_backend();
+    let row = c
+        .query_one_raw(stmt(
+            b,
+            "SELECT id FROM scim_groups WHERE account_id = ? AND display_name_lower = ?",
+            [account.into(), folded.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get_by_index::<String>(0)).transpose()?)
+}
+
+/// Inserts a new group.
+pub async fn insert_group<C: ConnectionTrait>(c: &C, account: &str, g: &GroupRow) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "INSERT INTO scim_groups (account_id, id, display_name, display_name_lower, external_id, created, last_modified, version, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            account.into(),
+            g.id.clone().into(),
+            g.display_name.clone().into(),
+            fold(&g.display_name).into(),
+            g.external_id.clone().into(),
+            g.created.clone().into(),
+            g.last_modified.clone().into(),
+            g.version.into(),
+            json_text(&g.resource).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Overwrites a group's attributes, version and lastModified.
+pub async fn update_group<C: ConnectionTrait>(c: &C, account: &str, g: &GroupRow) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "UPDATE scim_groups SET display_name = ?, display_name_lower = ?, external_id = ?, last_modified = ?, version = ?, resource = ? WHERE account_id = ? AND id = ?",
+        [
+            g.display_name.clone().into(),
+            fold(&g.display_name).into(),
+            g.external_id.clone().into(),
+            g.last_modified.clone().into(),
+            g.version.into(),
+            json_text(&g.resource).into(),
+            account.into(),
+            g.id.clone().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Deletes a group, its memberships and its membership in other groups.
+pub async fn delete_group<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "DELETE FROM scim_members WHERE account_id = ? AND (group_id = ? OR member_id = ?)",
+        [account.into(), id.into(), id.into()],
+    ))
+    .await?;
+    c.execute_raw(stmt(b, "DELETE FROM scim_groups WHERE account_id = ? AND id = ?", [account.into(), id.into()]))
+        .await?;
+    Ok(())
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Which of `ids` exist in the account, and as what (`User` or `Group`).
+pub async fn resource_kinds<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    ids: &[String],
+) -> Result<HashMap<String, &'static str>, StoreError> {
+    let b = c.get_database_backend();
+    let mut found = HashMap::new();
+    for chunk in ids.chunks(500) {
+        for (table, kind) in [("scim_users", "User"), ("scim_groups", "Group")] {
+            let sql = format!("SELECT id FROM {table} WHERE account_id = ? AND id IN ({})", placeholders(chunk.len()));
+            let mut values: Vec<Value> = vec![account.into()];
+            values.extend(chunk.iter().map(|s| Value::from(s.clone())));
+            for r in c.query_all_raw(stmt(b, &sql, values)).await? {
+                found.insert(r.try_get_by_index::<String>(0)?, kind);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Adds memberships (already present ones are left alone).
+pub async fn add_members<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    group: &str,
+    members: &[(String, &'static str)],
+) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    for chunk in members.chunks(500) {
+        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO scim_members (account_id, group_id, member_id, member_type) VALUES {rows} ON CONFLICT (account_id, group_id, member_id) DO NOTHING"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
+        for (id, kind) in chunk {
+            values.push(account.into());
+            values.push(group.into());
+            values.push(id.clone().into());
+            values.push((*kind).into());
+        }
+        c.execute_raw(stmt(b, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Removes the named memberships (absent ones are ignored).
+pub async fn remove_members<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    group: &str,
+    ids: &[String],
+) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    for chunk in ids.chunks(500) {
+        let sql = format!(
+            "DELETE FROM scim_members WHERE account_id = ? AND group_id = ? AND member_id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut values: Vec<Value> = vec![account.into(), group.into()];
+        values.extend(chunk.iter().map(|s| Value::from(s.clone())));
+        c.execute_raw(stmt(b, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// Removes every member of a group.
+pub async fn remove_all_members<C: ConnectionTrait>(c: &C, account: &str, group: &str) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "DELETE FROM scim_members WHERE account_id = ? AND group_id = ?",
+        [account.into(), group.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The members of a group as (id, type), for the rare PATCH filters that need to inspect them.
+pub async fn member_rows<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    group: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let b = c.get_database_backend();
+    let rows = c
+        .query_all_raw(stmt(
+            b,
+            "SELECT member_id, member_type FROM scim_members WHERE account_id = ? AND group_id = ? ORDER BY member_id",
+            [account.into(), group.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?))).collect()
+}
+
+/// The next offset a consumer should read from a partition (0 when it has never run).
+pub async fn consumer_position<C: ConnectionTrait>(
+    c: &C,
+    consumer: &str,
+    partition: i32,
+) -> Result<Option<i64>, StoreError> {
+    let b = c.get_database_backend();
+    let row = c
+        .query_one_raw(stmt(
+            b,
+            "SELECT next_offset FROM consumer_positions WHERE consumer = ? AND partition = ?",
+            [consumer.into(), partition.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?)
+}
+
+/// Records the next offset to read; runs first in the projector's transaction so that on SQLite
+/// the transaction takes the write lock before it reads anything.
+pub async fn set_consumer_position<C: ConnectionTrait>(
+    c: &C,
+    consumer: &str,
+    partition: i32,
+    next_offset: i64,
+) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "INSERT INTO consumer_positions (consumer, partition, next_offset) VALUES (?, ?, ?) ON CONFLICT (consumer, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        [consumer.into(), partition.into(), next_offset.into()],
+    ))
+    .await?;
+    Ok(())
+}
