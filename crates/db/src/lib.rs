@@ -138,3 +138,46 @@ mod tests {
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 }
+
+/// Support for tests that run the same body on SQLite and Postgres.
+pub mod testing {
+    use super::{Db, StoreError, connect, migrate};
+    use sea_orm::ConnectionTrait;
+
+    /// The Postgres server tests may use (`make test` sets it), if any.
+    pub fn postgres_url() -> Option<String> {
+        std::env::var("ROSTER_TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres"))
+    }
+
+    /// A fresh, migrated SQLite database in a new temporary file.
+    pub async fn fresh_sqlite(tag: &str) -> Result<(Db, String), StoreError> {
+        let dir = std::env::temp_dir().join(format!("roster-test-{tag}-{}-{}", std::process::id(), unique()));
+        let url = format!("sqlite://{}/roster.db?mode=rwc", dir.display());
+        let db = connect(&url).await?;
+        migrate(&db).await?;
+        Ok((db, url))
+    }
+
+    /// A fresh, migrated Postgres database created on the server of `base_url`.
+    pub async fn fresh_postgres(base_url: &str, tag: &str) -> Result<(Db, String), StoreError> {
+        let admin = connect(base_url).await?;
+        let name = format!("roster_test_{tag}_{}_{}", std::process::id(), unique());
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+        admin.close().await?;
+        let (prefix, _) = base_url.rsplit_once('/').ok_or_else(|| StoreError::Url(base_url.into()))?;
+        let url = format!("{prefix}/{name}");
+        let db = connect(&url).await?;
+        migrate(&db).await?;
+        Ok((db, url))
+    }
+
+    fn unique() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or_default();
+        nanos * 1000 + N.fetch_add(1, Ordering::Relaxed)
+    }
+}
