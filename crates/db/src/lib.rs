@@ -30,10 +30,11 @@ pub enum StoreError {
 pub async fn connect(url: &str) -> Result<Db, StoreError> {
     if let Some(path) = sqlite_path(url) {
         if let Some(dir) = std::path::Path::new(&path).parent()
-            && !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Url(format!("cannot create {}: {e}", dir.display())))?;
-            }
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Url(format!("cannot create {}: {e}", dir.display())))?;
+        }
     } else if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
         return Err(StoreError::Url(format!(
             "unsupported database URL scheme in {:?}: use sqlite://… or postgres://…",

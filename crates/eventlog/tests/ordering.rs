@@ -105,7 +105,8 @@ async fn appended_events_read_back_identically() -> TestResult {
     let positions = log.append(events.clone()).await?;
     assert_eq!(positions.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
     let back = log.read(0, 1, 100).await?;
-    let back: Vec<Envelope> = back.into_iter().map(|r| r.envelope.map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+    let back: Vec<Envelope> =
+        back.into_iter().map(|r| r.envelope.map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
     assert_eq!(back, events);
     assert!(log.read(0, 6, 10).await?.is_empty());
     Ok(())

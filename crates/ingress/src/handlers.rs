@@ -307,9 +307,10 @@ async fn get_one(req: HttpRequest, state: web::Data<IngressState>, kind: Resourc
         return Err(ScimError::not_found(format!("{} {id:?} not found", kind.as_str())).into());
     };
     if let Some(f) = &filter
-        && !filter::matches(f, kind, &resource) {
-            return Err(ScimError::not_found(format!("{} {id:?} does not match the filter", kind.as_str())).into());
-        }
+        && !filter::matches(f, kind, &resource)
+    {
+        return Err(ScimError::not_found(format!("{} {id:?} does not match the filter", kind.as_str())).into());
+    }
     Ok(resource_response(StatusCode::OK, &sel.apply(kind, &resource)))
 }
 

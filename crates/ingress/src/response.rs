@@ -95,13 +95,15 @@ pub fn scim_response(status: StatusCode, body: &Value) -> HttpResponse {
 pub fn resource_response(status: StatusCode, body: &Value) -> HttpResponse {
     let mut resp = scim_response(status, body);
     if let Some(v) = body.pointer("/meta/version").and_then(Value::as_str)
-        && let Ok(h) = HeaderValue::from_str(v) {
-            resp.headers_mut().insert(header::ETAG, h);
-        }
+        && let Ok(h) = HeaderValue::from_str(v)
+    {
+        resp.headers_mut().insert(header::ETAG, h);
+    }
     if status == StatusCode::CREATED
         && let Some(loc) = body.pointer("/meta/location").and_then(Value::as_str)
-            && let Ok(h) = HeaderValue::from_str(loc) {
-                resp.headers_mut().insert(header::LOCATION, h);
-            }
+        && let Ok(h) = HeaderValue::from_str(loc)
+    {
+        resp.headers_mut().insert(header::LOCATION, h);
+    }
     resp
 }

@@ -115,9 +115,10 @@ async fn save_user<C: ConnectionTrait>(
         return Ok(ok(200, Some(current.version)));
     }
     if fold(&user_name_of(&attrs)) != fold(&current.user_name)
-        && let Err(e) = ensure_user_name_free(c, &env.account_id, &user_name_of(&attrs), &current.id).await? {
-            return Ok(Err(e));
-        }
+        && let Err(e) = ensure_user_name_free(c, &env.account_id, &user_name_of(&attrs), &current.id).await?
+    {
+        return Ok(Err(e));
+    }
     let version = current.version + 1;
     current =
         UserRow::from_attributes(current.id, attrs, current.created, env.time.clone(), version, current.license_type);
@@ -294,9 +295,10 @@ async fn group_patched<C: ConnectionTrait>(
         Err(e) => return Ok(Err(e)),
     };
     if group_name_of(&attrs) != current.display_name
-        && let Err(e) = ensure_group_name_free(c, account, &group_name_of(&attrs), &current.id).await? {
-            return Ok(Err(e));
-        }
+        && let Err(e) = ensure_group_name_free(c, account, &group_name_of(&attrs), &current.id).await?
+    {
+        return Ok(Err(e));
+    }
     // Decide everything before writing anything: a request naming an unknown member changes nothing.
     let added: Vec<String> = ops
         .iter()

@@ -241,9 +241,10 @@ pub async fn authenticate(db: &Db, account_id: &str, secret: &str) -> Result<Opt
         return Ok(None);
     }
     if let Some(exp) = expires
-        && exp <= now() {
-            return Ok(None);
-        }
+        && exp <= now()
+    {
+        return Ok(None);
+    }
     Ok(Some(id))
 }
 

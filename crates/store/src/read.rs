@@ -221,13 +221,14 @@ pub fn render_user(u: &UserRow, base: &str, groups: Option<&[(String, String)]>)
     out.insert("schemas".into(), Json::Array(schemas));
     out.insert("id".into(), u.id.clone().into());
     if let Some(groups) = groups
-        && !groups.is_empty() {
-            let list = groups
+        && !groups.is_empty()
+    {
+        let list = groups
                 .iter()
                 .map(|(id, name)| json!({"value": id, "$ref": format!("{base}/Groups/{id}"), "display": name, "type": "direct"}))
                 .collect();
-            out.insert("groups".into(), Json::Array(list));
-        }
+        out.insert("groups".into(), Json::Array(list));
+    }
     out.insert("meta".into(), meta(ResourceKind::User, base, &u.id, &u.created, &u.last_modified, u.version));
     Json::Object(out)
 }
