@@ -45,20 +45,55 @@ pub enum LogError {
     Unavailable(String),
 }
 
-/// A durable, ordered log of events.
+/// The writing side of a durable, ordered log of events (what the ingress needs).
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
-    /// Appends events durably, in order; returns their positions once they are committed.
+    /// Appends events durably, in order per account; returns their positions once they are
+    /// committed (database) or acknowledged by all in-sync replicas (Kafka).
     async fn append(&self, events: Vec<Envelope>) -> Result<Vec<Position>, LogError>;
-    /// Reads up to `max` records of `partition` starting at `from` (inclusive), in order.
-    async fn read(&self, partition: i32, from: i64, max: usize) -> Result<Vec<Record>, LogError>;
-    /// The partitions of the log.
-    fn partitions(&self) -> Vec<i32>;
-    /// A receiver that changes whenever this process appended something (readers wake on it;
-    /// appends by other processes are found by polling).
-    fn appended(&self) -> watch::Receiver<u64>;
     /// Checks that the log is reachable, for `/readyz`.
     async fn check(&self) -> Result<(), LogError>;
+}
+
+/// A batch of records from one partition, in offset order.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The partition all records belong to.
+    pub partition: i32,
+    /// The records, in order.
+    pub records: Vec<Record>,
+}
+
+/// What the consumer of a batch did with it, so the source can move on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchDone {
+    /// Applied (or already applied): continue reading at `next_offset`.
+    Applied {
+        /// The next offset to read in this partition.
+        next_offset: i64,
+    },
+    /// The batch started after the stored position (events would be skipped): read again from `to`.
+    Rewind {
+        /// Where the stored position says reading must resume.
+        to: i64,
+    },
+}
+
+/// The reading side of the log, as the projector consumes it: ordered batches per partition.
+///
+/// The store, not the source, decides where reading resumes: positions live in the read-model
+/// database, in the same transaction as the state they reflect.
+#[async_trait]
+pub trait BatchSource: Send {
+    /// The next batch of at most `max` records, or `None` when nothing arrived for a while
+    /// (live sources) or the end was reached (bounded sources used by replay).
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Batch>, LogError>;
+    /// Reports what happened to the last batch of `partition`.
+    async fn done(&mut self, partition: i32, done: BatchDone) -> Result<(), LogError>;
+    /// Whether `None` from `next_batch` means the end (replay) rather than "idle, ask again".
+    fn is_bounded(&self) -> bool {
+        false
+    }
 }
 
 /// Tuning of the database log's group commit.
@@ -208,21 +243,9 @@ async fn append_batch(db: &DatabaseConnection, events: &[&Envelope]) -> Result<i
     Ok(first)
 }
 
-#[async_trait]
-impl EventLog for DbLog {
-    async fn append(&self, events: Vec<Envelope>) -> Result<Vec<Position>, LogError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, rx) = oneshot::channel();
-        self.tx.send((events, reply)).await.map_err(|_| LogError::Unavailable("event log writer stopped".into()))?;
-        rx.await.map_err(|_| LogError::Unavailable("event log writer stopped".into()))?
-    }
-
-    async fn read(&self, partition: i32, from: i64, max: usize) -> Result<Vec<Record>, LogError> {
-        if partition != 0 {
-            return Ok(Vec::new());
-        }
+impl DbLog {
+    /// Reads up to `max` records starting at `from` (inclusive), in order.
+    pub async fn read(&self, from: i64, max: usize) -> Result<Vec<Record>, LogError> {
         let backend = self.db.get_database_backend();
         let rows = self
             .db
@@ -244,20 +267,87 @@ impl EventLog for DbLog {
             .collect()
     }
 
-    fn partitions(&self) -> Vec<i32> {
-        vec![0]
-    }
-
-    fn appended(&self) -> watch::Receiver<u64> {
+    /// A receiver that changes whenever this process appended something (readers wake on it;
+    /// appends by other processes are found by polling).
+    pub fn appended(&self) -> watch::Receiver<u64> {
         self.appended.clone()
     }
 
-    async fn check(&self) -> Result<(), LogError> {
+    /// The last position written (0 for an empty log).
+    pub async fn last_position(&self) -> Result<i64, LogError> {
         let backend = self.db.get_database_backend();
-        self.db
+        let row = self
+            .db
             .query_one_raw(Statement::from_string(backend, "SELECT last_position FROM log_head WHERE id = 1"))
             .await?
-            .ok_or_else(|| LogError::Unavailable("log_head row is missing".into()))?;
+            .ok_or_else(|| LogError::Unavailable("log_head row is missing: run `roster migrate`".into()))?;
+        Ok(row.try_get_by_index(0)?)
+    }
+}
+
+#[async_trait]
+impl EventLog for DbLog {
+    async fn append(&self, events: Vec<Envelope>) -> Result<Vec<Position>, LogError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx.send((events, reply)).await.map_err(|_| LogError::Unavailable("event log writer stopped".into()))?;
+        rx.await.map_err(|_| LogError::Unavailable("event log writer stopped".into()))?
+    }
+
+    async fn check(&self) -> Result<(), LogError> {
+        self.last_position().await.map(|_| ())
+    }
+}
+
+/// Reads the database log for the projector, from a start position it is given.
+pub struct DbSource {
+    log: DbLog,
+    next: i64,
+    appended: watch::Receiver<u64>,
+    poll: Duration,
+    bounded: bool,
+}
+
+impl DbSource {
+    /// A live source: waits for local appends, polls every `poll` for other processes' appends.
+    pub fn live(log: DbLog, start: i64, poll: Duration) -> Self {
+        let appended = log.appended();
+        Self { log, next: start.max(1), appended, poll, bounded: false }
+    }
+
+    /// A bounded source for replay: returns `None` at the end of the log.
+    pub fn to_end(log: DbLog, start: i64) -> Self {
+        let appended = log.appended();
+        Self { log, next: start.max(1), appended, poll: Duration::ZERO, bounded: true }
+    }
+}
+
+#[async_trait]
+impl BatchSource for DbSource {
+    async fn next_batch(&mut self, max: usize) -> Result<Option<Batch>, LogError> {
+        let records = self.log.read(self.next, max).await?;
+        if !records.is_empty() {
+            return Ok(Some(Batch { partition: 0, records }));
+        }
+        if self.bounded {
+            return Ok(None);
+        }
+        let _ = tokio::time::timeout(self.poll, self.appended.changed()).await;
+        let records = self.log.read(self.next, max).await?;
+        Ok((!records.is_empty()).then_some(Batch { partition: 0, records }))
+    }
+
+    async fn done(&mut self, _partition: i32, done: BatchDone) -> Result<(), LogError> {
+        self.next = match done {
+            BatchDone::Applied { next_offset } => next_offset,
+            BatchDone::Rewind { to } => to,
+        };
         Ok(())
+    }
+
+    fn is_bounded(&self) -> bool {
+        self.bounded
     }
 }

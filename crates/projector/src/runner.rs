@@ -1,10 +1,10 @@
-//! The projector loop: read a batch, apply it in one transaction, publish outcomes.
+//! The projector loop: take a batch, apply it in one fenced transaction, publish outcomes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use roster_db::{Db, StoreError};
-use roster_eventlog::{EventLog, LogError, Record};
+use roster_eventlog::{BatchDone, BatchSource, LogError, Record};
 use roster_events::Outcome;
 use roster_store::{outcomes, write};
 use sea_orm::TransactionTrait;
@@ -33,52 +33,83 @@ impl From<sea_orm::DbErr> for ProjectorError {
 /// Projector settings.
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
-    /// Name under which positions are stored (one per read model).
+    /// Name under which positions are stored (one per log the read model follows).
     pub consumer: String,
     /// Most events applied per transaction.
     pub max_batch: usize,
-    /// How often to look for events appended by other processes when nothing wakes us.
-    pub poll_interval: Duration,
 }
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
-        Self { consumer: "projector".into(), max_batch: 1000, poll_interval: Duration::from_millis(100) }
+        Self { consumer: "projector".into(), max_batch: 1000 }
     }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone)]
+pub struct BatchResult {
+    /// What the source should do next.
+    pub done: BatchDone,
+    /// Outcomes of the events applied in this batch, to publish to waiters.
+    pub outcomes: Vec<(Uuid, Outcome)>,
 }
 
 /// Applies the log to the read model.
 pub struct Projector {
     db: Db,
-    log: Arc<dyn EventLog>,
     hub: Option<Arc<OutcomeHub>>,
     config: ProjectorConfig,
 }
 
 impl Projector {
-    /// A projector over `log` writing to `db`; `hub` delivers outcomes to in-process waiters.
-    pub fn new(db: Db, log: Arc<dyn EventLog>, hub: Option<Arc<OutcomeHub>>, config: ProjectorConfig) -> Self {
-        Self { db, log, hub, config }
+    /// A projector writing to `db`; `hub` delivers outcomes to in-process waiters.
+    pub fn new(db: Db, hub: Option<Arc<OutcomeHub>>, config: ProjectorConfig) -> Self {
+        Self { db, hub, config }
     }
 
-    /// Runs until cancelled, backing off on errors; never loses or repeats an event.
-    pub async fn run(&self, cancel: CancellationToken) {
-        let mut appended = self.log.appended();
+    /// The stored next offset of a partition (1 when never run: database log offsets start at 1,
+    /// Kafka's at 0, and a fenced batch never skips past the stored position).
+    pub async fn position(&self, partition: i32) -> Result<Option<i64>, ProjectorError> {
+        Ok(write::consumer_position(&self.db, &self.config.consumer, partition).await?)
+    }
+
+    /// Consumes `source` until cancelled (or, for a bounded source, until its end), backing off on
+    /// errors; never loses or repeats an event. Returns how many events were applied.
+    pub async fn run(&self, source: &mut dyn BatchSource, cancel: CancellationToken) -> u64 {
+        self.run_with_progress(source, cancel, |_| {}).await
+    }
+
+    /// Like [`Projector::run`], calling `progress(n)` after each batch of `n` records.
+    pub async fn run_with_progress(
+        &self,
+        source: &mut dyn BatchSource,
+        cancel: CancellationToken,
+        mut progress: impl FnMut(usize),
+    ) -> u64 {
+        let mut applied = 0u64;
         let mut backoff = Duration::from_millis(100);
         while !cancel.is_cancelled() {
-            match self.step().await {
-                Ok(n) if n > 0 => {
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                Ok(_) => {
-                    backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = appended.changed() => {}
-                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+            let batch = tokio::select! {
+                _ = cancel.cancelled() => break,
+                b = source.next_batch(self.config.max_batch) => b,
+            };
+            let step = match batch {
+                Ok(None) if source.is_bounded() => break,
+                Ok(None) => continue,
+                Ok(Some(batch)) => match self.apply_batch(batch.partition, &batch.records).await {
+                    Ok(result) => {
+                        let n = batch.records.len();
+                        applied += result.outcomes.len() as u64;
+                        self.publish(result.outcomes);
+                        progress(n);
+                        source.done(batch.partition, result.done).await.map_err(ProjectorError::from)
                     }
-                }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e.into()),
+            };
+            match step {
+                Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projector step failed");
                     tokio::select! {
@@ -89,40 +120,35 @@ impl Projector {
                 }
             }
         }
+        applied
     }
 
-    /// Applies at most one batch per partition; returns how many events were applied.
-    pub async fn step(&self) -> Result<usize, ProjectorError> {
-        let mut total = 0;
-        for partition in self.log.partitions() {
-            let from = write::consumer_position(&self.db, &self.config.consumer, partition).await?.unwrap_or(1);
-            let records = self.log.read(partition, from, self.config.max_batch).await?;
-            if records.is_empty() {
-                continue;
-            }
-            total += records.len();
-            let outcomes = self.apply_batch(partition, &records).await?;
-            if let Some(hub) = &self.hub {
-                for (id, outcome) in outcomes {
-                    hub.complete(&id, outcome);
-                }
+    fn publish(&self, outcomes: Vec<(Uuid, Outcome)>) {
+        if let Some(hub) = &self.hub {
+            for (id, outcome) in outcomes {
+                hub.complete(&id, outcome);
             }
         }
-        Ok(total)
     }
 
-    /// Applies records in one transaction; returns the outcomes to publish after commit.
-    pub async fn apply_batch(
-        &self,
-        partition: i32,
-        records: &[Record],
-    ) -> Result<Vec<(Uuid, Outcome)>, ProjectorError> {
-        let Some(last) = records.last() else { return Ok(Vec::new()) };
+    /// Applies records of one partition in one transaction, fenced by the stored position: records
+    /// before it were applied already (by us before a crash, or by another replica before a
+    /// rebalance) and are skipped; a batch that starts after it would skip events and is refused.
+    pub async fn apply_batch(&self, partition: i32, records: &[Record]) -> Result<BatchResult, ProjectorError> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(BatchResult { done: BatchDone::Rewind { to: 0 }, outcomes: Vec::new() });
+        };
         let txn = self.db.begin().await?;
-        // First statement is a write, so on SQLite the transaction holds the write lock from the start.
-        write::set_consumer_position(&txn, &self.config.consumer, partition, last.position.offset + 1).await?;
+        // First statement is a write that locks the position row (and on SQLite takes the write
+        // lock), so two replicas applying the same partition serialise here.
+        let stored =
+            write::lock_consumer_position(&txn, &self.config.consumer, partition, first.position.offset).await?;
+        if first.position.offset > stored {
+            txn.rollback().await?;
+            return Ok(BatchResult { done: BatchDone::Rewind { to: stored }, outcomes: Vec::new() });
+        }
         let mut published = Vec::with_capacity(records.len());
-        for record in records {
+        for record in records.iter().filter(|r| r.position.offset >= stored) {
             let env = match &record.envelope {
                 Ok(env) => env,
                 Err(e) => {
@@ -139,7 +165,9 @@ impl Projector {
             outcomes::insert(&txn, env, &json, partition, record.position.offset, &outcome).await?;
             published.push((env.event_id, outcome));
         }
+        let next = (last.position.offset + 1).max(stored);
+        write::set_consumer_position(&txn, &self.config.consumer, partition, next).await?;
         txn.commit().await?;
-        Ok(published)
+        Ok(BatchResult { done: BatchDone::Applied { next_offset: next }, outcomes: published })
     }
 }

@@ -21,6 +21,15 @@ pub struct Common {
     /// Kafka topic of the event log.
     #[arg(long, env = "ROSTER_KAFKA_TOPIC", default_value = "roster.scim-events")]
     pub kafka_topic: String,
+    /// Partitions of the event topic when Roster creates it.
+    #[arg(long, env = "ROSTER_KAFKA_PARTITIONS", default_value_t = 12)]
+    pub kafka_partitions: i32,
+    /// Replication factor of the event topic when Roster creates it (default: min(3, brokers)).
+    #[arg(long, env = "ROSTER_KAFKA_REPLICATION")]
+    pub kafka_replication: Option<i32>,
+    /// Consumer group of the projectors.
+    #[arg(long, env = "ROSTER_KAFKA_GROUP", default_value = "roster-projector")]
+    pub kafka_group: String,
     /// Base URL printed for SCIM endpoints and used in meta.location; derived from --listen when unset.
     #[arg(long, env = "ROSTER_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -41,5 +50,25 @@ pub fn init_logging() {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+impl Common {
+    /// The Kafka settings, when `--kafka-brokers` is set.
+    pub fn kafka(&self) -> Option<roster_eventlog_kafka::KafkaConfig> {
+        let brokers = self.kafka_brokers.as_deref().filter(|b| !b.trim().is_empty())?;
+        let mut cfg = roster_eventlog_kafka::KafkaConfig::new(brokers, &self.kafka_topic);
+        cfg.partitions = self.kafka_partitions.max(1);
+        cfg.replication = self.kafka_replication;
+        cfg.group = self.kafka_group.clone();
+        Some(cfg)
+    }
+
+    /// The name under which the projector stores its positions: one per log it follows.
+    pub fn consumer_name(&self) -> String {
+        match self.kafka() {
+            Some(k) => format!("kafka:{}", k.topic),
+            None => "projector".into(),
+        }
     }
 }

@@ -47,6 +47,10 @@ fn main() -> Result<()> {
                 let db = roster_db::connect(&c.database_url).await?;
                 roster_db::migrate(&db).await?;
                 println!("roster: migrations applied to {}", roster_db::redact(&c.database_url));
+                if let Some(k) = c.kafka() {
+                    roster_eventlog_kafka::ensure_topic(&k).await?;
+                    println!("roster: Kafka topic {} is ready", k.topic);
+                }
                 Ok(())
             }
             Command::Replay(args) => replay::run(args).await,

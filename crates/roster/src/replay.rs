@@ -1,15 +1,15 @@
 //! `roster replay`: rebuild the read model from the event log.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use roster_db::{Db, stmt};
-use roster_eventlog::{DbLog, DbLogConfig, EventLog};
+use roster_eventlog::{DbLog, DbLogConfig, DbSource};
 use roster_projector::{Projector, ProjectorConfig};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait, Value};
+use tokio_util::sync::CancellationToken;
 
 /// Arguments of `roster replay`.
 #[derive(Args, Debug)]
@@ -53,27 +53,25 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
         }
     };
     let total = last_position(&target).await?;
-    let log: Arc<dyn EventLog> = Arc::new(DbLog::start(target.clone(), DbLogConfig::default()));
+    let log = DbLog::start(target.clone(), DbLogConfig::default());
     let projector = Projector::new(
         target.clone(),
-        log,
         None,
         ProjectorConfig { max_batch: args.batch.max(1), ..ProjectorConfig::default() },
     );
+    let mut source = DbSource::to_end(log, 1);
     let bar = ProgressBar::new(total.max(0) as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    loop {
-        let n = projector.step().await?;
-        if n == 0 {
-            break;
-        }
-        bar.inc(n as u64);
-    }
+    projector.run_with_progress(&mut source, CancellationToken::new(), |n| bar.inc(n as u64)).await;
     bar.finish();
+    let applied = count(&target, "event_outcomes").await?;
+    if applied < total {
+        bail!("replay stopped at {applied} of {total} events; see the log for the error");
+    }
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 { total as f64 / secs } else { 0.0 };
     println!("roster: replayed {total} events in {secs:.2} s ({rate:.0} events/s)");

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use roster_admin::AdminState;
-use roster_eventlog::{DbLog, DbLogConfig, EventLog};
+use roster_eventlog::{DbLog, DbLogConfig, DbSource, EventLog};
+use roster_eventlog_kafka::{KafkaLog, KafkaSource};
 use roster_ingress::{IngressConfig, IngressState, OutcomeWaiter};
 use roster_projector::{OutcomeHub, Projector, ProjectorConfig};
 use roster_store::accounts::{self, UsageRecorder};
@@ -28,24 +29,47 @@ pub enum Role {
 
 /// Runs the process until SIGTERM or SIGINT.
 pub async fn run(c: Common, role: Role) -> Result<()> {
-    if c.kafka_brokers.is_some() {
-        bail!(
-            "--kafka-brokers is set, but this build has only the embedded event log; unset ROSTER_KAFKA_BROKERS to use the database log"
-        );
-    }
     let db = roster_db::connect(&c.database_url)
         .await
         .with_context(|| format!("connecting to {}", roster_db::redact(&c.database_url)))?;
     roster_db::migrate(&db).await.context("applying migrations")?;
-    let log: Arc<dyn EventLog> = Arc::new(DbLog::start(db.clone(), DbLogConfig::default()));
+    let kafka = c.kafka();
+    let db_log = DbLog::start(db.clone(), DbLogConfig::default());
+    let kafka_log = match &kafka {
+        Some(k) => {
+            roster_eventlog_kafka::ensure_topic(k).await.context("preparing the Kafka event topic")?;
+            Some(KafkaLog::new(k.clone())?)
+        }
+        None => None,
+    };
+    let log: Arc<dyn EventLog> = match &kafka_log {
+        Some(k) => Arc::new(k.clone()),
+        None => Arc::new(db_log.clone()),
+    };
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
 
     let hub = (role == Role::All).then(|| Arc::new(OutcomeHub::default()));
     if role != Role::Ingress {
-        let projector = Projector::new(db.clone(), log.clone(), hub.clone(), ProjectorConfig::default());
+        let config = ProjectorConfig { consumer: c.consumer_name(), ..ProjectorConfig::default() };
+        let projector = Projector::new(db.clone(), hub.clone(), config);
         let token = cancel.clone();
-        tasks.push(tokio::spawn(async move { projector.run(token).await }));
+        match &kafka {
+            Some(k) => {
+                let mut source = KafkaSource::new(k)?;
+                tasks.push(tokio::spawn(async move {
+                    projector.run(&mut source, token).await;
+                    source.commit();
+                }));
+            }
+            None => {
+                let start = projector.position(0).await?.unwrap_or(1);
+                let mut source = DbSource::live(db_log.clone(), start, Duration::from_millis(100));
+                tasks.push(tokio::spawn(async move {
+                    projector.run(&mut source, token).await;
+                }));
+            }
+        }
     }
 
     let public = TcpListener::bind(&c.listen).with_context(|| format!("binding --listen {}", c.listen))?;
@@ -145,6 +169,9 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     cancel.cancel();
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+    }
+    if let Some(k) = &kafka_log {
+        k.flush(Duration::from_secs(10));
     }
     if let Err(e) = usage.flush(&db).await {
         tracing::warn!(error = %e, "recording token usage on shutdown failed");

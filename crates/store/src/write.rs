@@ -438,6 +438,28 @@ pub async fn consumer_position<C: ConnectionTrait>(
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?)
 }
 
+/// Locks a consumer's position row (creating it at `initial` when absent) and returns the stored
+/// next offset. It is the first statement of the projector's transaction: a write, so on SQLite
+/// the transaction holds the write lock before it reads anything, and on Postgres concurrent
+/// replicas of the same partition serialise on the row.
+pub async fn lock_consumer_position<C: ConnectionTrait>(
+    c: &C,
+    consumer: &str,
+    partition: i32,
+    initial: i64,
+) -> Result<i64, StoreError> {
+    let b = c.get_database_backend();
+    let row = c
+        .query_one_raw(stmt(
+            b,
+            "INSERT INTO consumer_positions (consumer, partition, next_offset) VALUES (?, ?, ?) ON CONFLICT (consumer, partition) DO UPDATE SET next_offset = consumer_positions.next_offset RETURNING next_offset",
+            [consumer.into(), partition.into(), initial.into()],
+        ))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("position upsert returned no row".into()))?;
+    Ok(row.try_get_by_index::<i64>(0)?)
+}
+
 /// Records the next offset to read; runs first in the projector's transaction so that on SQLite
 /// the transaction takes the write lock before it reads anything.
 pub async fn set_consumer_position<C: ConnectionTrait>(
