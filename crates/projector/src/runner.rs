@@ -7,7 +7,7 @@ use roster_db::{Db, StoreError};
 use roster_eventlog::{BatchDone, BatchSource, LogError, Record};
 use roster_events::Outcome;
 use roster_store::{outcomes, write};
-use sea_orm::TransactionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -167,6 +167,10 @@ impl Projector {
         }
         let next = (last.position.offset + 1).max(stored);
         write::set_consumer_position(&txn, &self.config.consumer, partition, next).await?;
+        if !published.is_empty() && txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            // Delivered at commit: wakes ingress replicas waiting for these outcomes.
+            txn.execute_unprepared("NOTIFY roster_applied").await?;
+        }
         txn.commit().await?;
         Ok(BatchResult { done: BatchDone::Applied { next_offset: next }, outcomes: published })
     }
