@@ -5,13 +5,13 @@
 #   e.g. crates/loadgen/measure.sh --scenario creates --accounts 1 --users 20000 --concurrency 32 --report r.json
 #
 # Binaries come from $CARGO_TARGET_DIR/release (default ./target/release); build them first with
-# `cargo build --release -p roster -p roster-loadgen`. The server's stdout/stderr are kept in the printed
+# `cargo build --release -p roster -p roster-loadgen` (or point ROSTER_BIN / LOADGEN_BIN at them). The server's stdout/stderr are kept in the printed
 # temporary directory when the run fails. ROSTER_ENV may add environment (e.g. ROSTER_ENV="RUST_LOG=info").
 set -euo pipefail
 
 target=${CARGO_TARGET_DIR:-target}
-roster=$target/release/roster
-loadgen=$target/release/roster-loadgen
+roster=${ROSTER_BIN:-$target/release/roster}
+loadgen=${LOADGEN_BIN:-$target/release/roster-loadgen}
 for b in "$roster" "$loadgen"; do
     [[ -x $b ]] || { echo "measure.sh: $b not found; cargo build --release -p roster -p roster-loadgen" >&2; exit 2; }
 done

@@ -1,16 +1,17 @@
-//! Database migrations for Roster: the embedded event log, the read model, accounts and tokens.
+//! Database migrations for Roster: the embedded event log, the read model, accounts and tokens, licensing.
 //!
 //! Written with SeaQuery's schema DSL so the same migrations run on SQLite and Postgres.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_initial;
+mod m20261129_000002_licensing;
 
 /// The migrator `roster migrate` and every process start run.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261129_000001_initial::Migration)]
+        vec![Box::new(m20261129_000001_initial::Migration), Box::new(m20261129_000002_licensing::Migration)]
     }
 }

@@ -1,15 +1,18 @@
-//! The ops port: the admin API operators use to manage accounts and SCIM tokens and to read a
-//! resource's history, plus `/readyz`.
+//! The ops port: the admin API operators use to manage accounts and SCIM tokens, to read a
+//! resource's history and to run licensing (policy, preview, overrides, holds), plus `/readyz`.
 //!
 //! It listens separately from the public SCIM port so it can stay on an internal network.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use roster_db::Db;
 use roster_eventlog::EventLog;
+use roster_ingress::OutcomeWaiter;
+use roster_license_policy::HoldThreshold;
 use roster_store::accounts::{self, AccountError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,12 +29,32 @@ pub struct AdminState {
     pub admin_token_hash: [u8; 32],
     /// Public base URL, for `scim_base_url`.
     pub public_url: String,
+    /// How licensing writes wait for the projector, and the hold threshold previews report against.
+    pub licensing: LicensingSettings,
+}
+
+/// What the licensing endpoints need beyond the database: they append events and wait for their outcome
+/// like the SCIM ingress does (read-your-writes).
+#[derive(Clone)]
+pub struct LicensingSettings {
+    /// Waits for the projector's decision on an appended event.
+    pub waiter: OutcomeWaiter,
+    /// How long a write waits before answering 503 (the event stays durable).
+    pub apply_timeout: Duration,
+    /// The licensing worker's mass-revocation threshold (`None` = guard off), for `would_hold` in previews.
+    pub hold: Option<HoldThreshold>,
 }
 
 impl AdminState {
     /// Builds the state, hashing the admin token.
-    pub fn new(db: Db, log: Arc<dyn EventLog>, admin_token: &str, public_url: String) -> Self {
-        Self { db, log, admin_token_hash: Sha256::digest(admin_token.as_bytes()).into(), public_url }
+    pub fn new(
+        db: Db,
+        log: Arc<dyn EventLog>,
+        admin_token: &str,
+        public_url: String,
+        licensing: LicensingSettings,
+    ) -> Self {
+        Self { db, log, admin_token_hash: Sha256::digest(admin_token.as_bytes()).into(), public_url, licensing }
     }
 
     fn scim_base_url(&self, account: &str) -> String {
@@ -41,16 +64,20 @@ impl AdminState {
 
 /// Registers `/readyz` and `/admin/v1/…`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/readyz", web::get().to(readyz)).service(
-        web::scope("/admin/v1")
-            .route("/accounts", web::post().to(create_account))
-            .route("/accounts", web::get().to(list_accounts))
-            .route("/accounts/{id}/scim-tokens", web::post().to(create_token))
-            .route("/accounts/{id}/scim-tokens", web::get().to(list_tokens))
-            .route("/accounts/{id}/scim-tokens/{token_id}", web::delete().to(revoke_token))
-            .route("/accounts/{id}/events", web::get().to(history))
-            .default_service(web::to(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })),
-    );
+    cfg.route("/readyz", web::get().to(readyz))
+        .route("/healthz", web::get().to(|| async { HttpResponse::Ok().content_type("text/plain").body("ok\n") }))
+        .route("/metrics", web::get().to(metrics))
+        .service(
+            web::scope("/admin/v1")
+                .route("/accounts", web::post().to(create_account))
+                .route("/accounts", web::get().to(list_accounts))
+                .route("/accounts/{id}/scim-tokens", web::post().to(create_token))
+                .route("/accounts/{id}/scim-tokens", web::get().to(list_tokens))
+                .route("/accounts/{id}/scim-tokens/{token_id}", web::delete().to(revoke_token))
+                .route("/accounts/{id}/events", web::get().to(history))
+                .configure(licensing::configure)
+                .default_service(web::to(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })),
+        );
 }
 
 fn error(status: StatusCode, message: &str) -> HttpResponse {
@@ -81,6 +108,8 @@ macro_rules! require_admin {
     };
 }
 
+mod licensing;
+
 fn internal(e: impl std::fmt::Display) -> HttpResponse {
     tracing::error!(error = %e, "admin API failure");
     error(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; retry shortly")
@@ -93,6 +122,14 @@ fn account_error(e: AccountError) -> HttpResponse {
         AccountError::InvalidName(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         other => internal(other),
     }
+}
+
+/// Prometheus text exposition of this process's registry (unauthenticated, like most exporters:
+/// the ops port belongs on an internal network).
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(roster_telemetry::metrics().render())
 }
 
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {

@@ -156,6 +156,7 @@ impl EventLog for KafkaLog {
                 FutureRecord::to(&self.cfg.topic).key(env.account_id.as_str()).payload(payload).headers(headers(env));
             deliveries.push(self.producer.send(record, Timeout::After(self.cfg.produce_timeout)));
         }
+        roster_telemetry::metrics().producer_queue.set(i64::from(self.queue_len()));
         let mut positions = Vec::with_capacity(events.len());
         for d in deliveries {
             match d.await {
@@ -223,6 +224,8 @@ pub struct KafkaSource {
     topic: String,
     pending: BTreeMap<i32, Vec<Record>>,
     idle: Duration,
+    watermarks: HashMap<i32, (std::time::Instant, i64)>,
+    next: HashMap<i32, i64>,
 }
 
 impl KafkaSource {
@@ -242,7 +245,14 @@ impl KafkaSource {
             .create_with_context(RebalanceContext::default())
             .map_err(|e| unavailable("cannot create the Kafka consumer", e))?;
         consumer.subscribe(&[&cfg.topic]).map_err(|e| unavailable("cannot subscribe to the event topic", e))?;
-        Ok(Self { consumer, topic: cfg.topic.clone(), pending: BTreeMap::new(), idle: Duration::from_millis(200) })
+        Ok(Self {
+            consumer,
+            topic: cfg.topic.clone(),
+            pending: BTreeMap::new(),
+            idle: Duration::from_millis(200),
+            watermarks: HashMap::new(),
+            next: HashMap::new(),
+        })
     }
 
     fn drop_revoked(&mut self) {
@@ -251,6 +261,20 @@ impl KafkaSource {
         for p in revoked {
             self.pending.remove(&p);
         }
+    }
+
+    /// High watermarks are a broker round trip: refresh them at most every few seconds.
+    fn high_watermark(&mut self, partition: i32) -> Option<i64> {
+        let now = std::time::Instant::now();
+        if let Some((at, high)) = self.watermarks.get(&partition)
+            && now.duration_since(*at) < Duration::from_secs(5)
+        {
+            return Some(*high);
+        }
+        let (_, high) =
+            self.consumer.fetch_watermarks(&self.topic, partition, Timeout::After(Duration::from_millis(500))).ok()?;
+        self.watermarks.insert(partition, (now, high));
+        Some(high)
     }
 
     fn take(&mut self, max: usize) -> Option<Batch> {
@@ -302,11 +326,18 @@ impl BatchSource for KafkaSource {
         Ok(self.take(max))
     }
 
+    async fn lag(&mut self, partition: i32) -> Option<i64> {
+        let next = *self.next.get(&partition)?;
+        self.high_watermark(partition).map(|high| high - next)
+    }
+
     async fn done(&mut self, partition: i32, done: BatchDone) -> Result<(), LogError> {
         match done {
             BatchDone::Applied { next_offset } => {
+                self.next.insert(partition, next_offset);
                 // Only a hint for the next assignment; the database position is authoritative.
-                if let Err(e) = self.consumer.store_offset(&self.topic, partition, next_offset) {
+                // `rd_kafka_offset_store` commits `offset + 1`: pass the last applied offset.
+                if let Err(e) = self.consumer.store_offset(&self.topic, partition, next_offset - 1) {
                     tracing::debug!(error = %e, partition, "offset store skipped (partition no longer assigned?)");
                 }
                 if let Some(buffered) = self.pending.get_mut(&partition) {

@@ -94,6 +94,10 @@ pub trait BatchSource: Send {
     fn is_bounded(&self) -> bool {
         false
     }
+    /// Events of `partition` not yet consumed, when cheaply known (for the lag gauge).
+    async fn lag(&mut self, _partition: i32) -> Option<i64> {
+        None
+    }
 }
 
 /// Tuning of the database log's group commit.
@@ -349,5 +353,36 @@ impl BatchSource for DbSource {
 
     fn is_bounded(&self) -> bool {
         self.bounded
+    }
+
+    async fn lag(&mut self, _partition: i32) -> Option<i64> {
+        self.log.last_position().await.ok().map(|last| last - self.next + 1)
+    }
+}
+
+/// Wraps any [`EventLog`] to record append counts, latency and failures.
+pub struct Instrumented<L>(pub L);
+
+#[async_trait]
+impl<L: EventLog> EventLog for Instrumented<L> {
+    async fn append(&self, events: Vec<Envelope>) -> Result<Vec<Position>, LogError> {
+        let m = roster_telemetry::metrics();
+        let types: Vec<&'static str> = events.iter().map(Envelope::event_type).collect();
+        let timer = m.append_duration.start_timer();
+        let result = self.0.append(events).await;
+        timer.observe_duration();
+        match &result {
+            Ok(_) => {
+                for t in types {
+                    m.appended.with_label_values(&[t]).inc();
+                }
+            }
+            Err(_) => m.append_failures.inc(),
+        }
+        result
+    }
+
+    async fn check(&self) -> Result<(), LogError> {
+        self.0.check().await
     }
 }

@@ -22,7 +22,7 @@ pub struct Envelope {
     pub event_id: Uuid,
     /// The account (tenant) the event belongs to; the Kafka message key.
     pub account_id: String,
-    /// `User` or `Group`.
+    /// `User`, `Group` or `Account`.
     pub resource_type: ResourceType,
     /// The id of the resource the event is about (assigned by the ingress on create).
     pub resource_id: String,
@@ -83,6 +83,8 @@ pub enum ResourceType {
     User,
     /// A SCIM Group.
     Group,
+    /// The account itself (license policy, holds); `resource_id` is the account id.
+    Account,
 }
 
 /// W3C trace context (`traceparent`, `tracestate`), so one trace spans ingress and projector.
@@ -189,6 +191,47 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
     },
+    /// An operator set the account's license policy (already validated by the admin API).
+    #[serde(rename = "license.policy_set")]
+    LicensePolicySet {
+        /// The policy document (SPEC.md, "License policy document").
+        policy: Value,
+    },
+    /// An operator pinned a user's license.
+    #[serde(rename = "license.override_set")]
+    LicenseOverrideSet {
+        /// The user.
+        user_id: String,
+        /// The pinned license (must exist in the policy in force).
+        license: String,
+    },
+    /// An operator unpinned a user's license.
+    #[serde(rename = "license.override_removed")]
+    LicenseOverrideRemoved {
+        /// The user.
+        user_id: String,
+    },
+    /// The licensing worker moves a user from one license to another; the projector's seat guard applies it
+    /// only if `from` is still the user's license and `to` has a free seat.
+    #[serde(rename = "license.changed")]
+    LicenseChanged {
+        /// The user.
+        user_id: String,
+        /// The license the worker saw the user holding (`None` = none).
+        from: Option<String>,
+        /// The new license (`None` = revoke).
+        to: Option<String>,
+        /// Why, as the licensing reason JSON (`{"kind": "rule", "group": …, "license": …}`, …).
+        reason: Value,
+    },
+    /// An operator confirmed or discarded a mass-revocation hold.
+    #[serde(rename = "license.hold_resolved")]
+    LicenseHoldResolved {
+        /// The hold.
+        hold_id: String,
+        /// `true` = apply the held changes, `false` = keep the current licenses.
+        confirm: bool,
+    },
 }
 
 impl Payload {
@@ -203,6 +246,11 @@ impl Payload {
             Payload::GroupReplaced { .. } => "group.replaced",
             Payload::GroupPatched { .. } => "group.patched",
             Payload::GroupDeleted { .. } => "group.deleted",
+            Payload::LicensePolicySet { .. } => "license.policy_set",
+            Payload::LicenseOverrideSet { .. } => "license.override_set",
+            Payload::LicenseOverrideRemoved { .. } => "license.override_removed",
+            Payload::LicenseChanged { .. } => "license.changed",
+            Payload::LicenseHoldResolved { .. } => "license.hold_resolved",
         }
     }
 }
@@ -279,6 +327,36 @@ mod tests {
         let mut v: Value = serde_json::from_str(&sample().to_json()?)?;
         v["v"] = json!(99);
         assert!(matches!(Envelope::from_json(&v.to_string()), Err(EventError::UnsupportedVersion(99))));
+        Ok(())
+    }
+
+    #[test]
+    fn license_changed_round_trips_with_null_from() -> Result<(), Box<dyn std::error::Error>> {
+        let mut e = sample();
+        e.actor = Actor::System;
+        e.payload = Payload::LicenseChanged {
+            user_id: "u1".into(),
+            from: None,
+            to: Some("developer".into()),
+            reason: json!({"kind": "rule", "group": "dbt-developers", "license": "developer"}),
+        };
+        let text = e.to_json()?;
+        let v: Value = serde_json::from_str(&text)?;
+        assert_eq!(v["type"], "license.changed");
+        assert_eq!(v["payload"]["from"], Value::Null);
+        assert_eq!(v["actor"]["kind"], "system");
+        assert_eq!(Envelope::from_json(&text)?, e);
+        Ok(())
+    }
+
+    #[test]
+    fn account_events_use_the_account_resource_type() -> Result<(), Box<dyn std::error::Error>> {
+        let mut e = sample();
+        e.resource_type = ResourceType::Account;
+        e.payload = Payload::LicenseHoldResolved { hold_id: "h1".into(), confirm: true };
+        let v: Value = serde_json::from_str(&e.to_json()?)?;
+        assert_eq!(v["resource_type"], "Account");
+        assert_eq!(v["type"], "license.hold_resolved");
         Ok(())
     }
 

@@ -24,6 +24,7 @@ pub async fn authenticate(req: &HttpRequest, state: &IngressState, account: &str
     match roster_store::accounts::authenticate(&state.db, account, secret).await? {
         Some(token_id) => {
             state.usage.touch(&token_id);
+            state.limiter.check_rate(account).map_err(ApiError::RateLimited)?;
             Ok(token_id)
         }
         None => Err(ApiError::Unauthorized),

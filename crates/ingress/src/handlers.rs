@@ -142,7 +142,10 @@ async fn submit(
         state.waiter.cancel(pending);
         return Err(ApiError::Unavailable(format!("event log append failed: {e}")));
     }
-    match state.waiter.wait(pending, state.config.apply_timeout).await {
+    let waited = roster_telemetry::metrics().write_wait.start_timer();
+    let outcome = state.waiter.wait(pending, state.config.apply_timeout).await;
+    waited.observe_duration();
+    match outcome {
         Some(outcome) => match &outcome.error {
             Some(err) => Err(ScimError {
                 status: outcome.status,

@@ -6,6 +6,7 @@
 
 mod auth;
 mod handlers;
+pub mod limits;
 mod response;
 mod state;
 mod wait;
@@ -18,4 +19,51 @@ pub use wait::OutcomeWaiter;
 /// Registers the SCIM routes (`/scim/v2/accounts/{account}/…`) and `/healthz`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     handlers::configure(cfg);
+}
+
+/// Sheds load with 503 once the process serves its maximum of concurrent requests, before latency
+/// collapses; health checks are never shed.
+pub async fn concurrency_limit(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let permit = match req.app_data::<web::Data<IngressState>>() {
+        Some(state) if req.path() != "/healthz" => match state.limiter.try_enter() {
+            Some(p) => Some(p),
+            None => {
+                let resp = actix_web::ResponseError::error_response(&response::ApiError::Overloaded);
+                return Ok(req.into_response(resp).map_into_right_body());
+            }
+        },
+        _ => None,
+    };
+    let res = next.call(req).await?;
+    drop(permit);
+    Ok(res.map_into_left_body())
+}
+
+/// Records request count, latency and in-flight requests by route pattern (bounded cardinality:
+/// `/scim/v2/accounts/{account}/Users/{id}`, never raw paths).
+pub async fn http_metrics(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let m = roster_telemetry::metrics();
+    let method = req.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    m.http_in_flight.inc();
+    let result = next.call(req).await;
+    m.http_in_flight.dec();
+    // The route is known only after routing: take it from the request the response carries.
+    let (route, status) = match &result {
+        Ok(res) => (res.request().match_pattern(), res.status().as_u16()),
+        Err(e) => (None, e.as_response_error().status_code().as_u16()),
+    };
+    let route = route.unwrap_or_else(|| "unmatched".to_string());
+    m.http_duration.with_label_values(&[route.as_str(), method.as_str()]).observe(started.elapsed().as_secs_f64());
+    m.http_requests.with_label_values(&[route.as_str(), method.as_str(), status.to_string().as_str()]).inc();
+    result
 }

@@ -24,6 +24,12 @@ pub enum ApiError {
     /// Missing or invalid credentials.
     #[error("unauthorized")]
     Unauthorized,
+    /// The account exceeded its request rate; retry after the given delay.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
+    /// The process is at its concurrency limit.
+    #[error("overloaded")]
+    Overloaded,
 }
 
 impl From<roster_db::StoreError> for ApiError {
@@ -56,6 +62,10 @@ impl ApiError {
                 401,
                 "Authorization failed: send a valid SCIM token of this account as a Bearer token.",
             ),
+            ApiError::RateLimited(_) => {
+                ScimError::status(429, "Too many requests for this account; retry after the Retry-After delay.")
+            }
+            ApiError::Overloaded => ScimError::status(503, "The service is overloaded; retry shortly."),
         }
     }
 }
@@ -72,13 +82,23 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let err = self.scim();
+        roster_telemetry::metrics()
+            .scim_errors
+            .with_label_values(&[err.scim_type.map(|t| t.as_str()).unwrap_or("none"), err.status.to_string().as_str()])
+            .inc();
         let mut resp = scim_response(self.status_code(), &err.to_json());
         match self {
             ApiError::Unauthorized => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::Overloaded => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited(wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
             }
             _ => {}
         }

@@ -67,6 +67,8 @@ pub struct IngressState {
     pub waiter: OutcomeWaiter,
     /// Batched `last_used_at` recording.
     pub usage: Arc<UsageRecorder>,
+    /// Per-account rate limits and the global concurrency limit.
+    pub limiter: Arc<crate::limits::Limiter>,
     /// Limits and URLs.
     pub config: Arc<IngressConfig>,
 }

@@ -1,8 +1,10 @@
 //! Blocking HTTP clients (ureq 3) for the SCIM API of one account and for the admin API, which time every
 //! request and record it in a [`Stats`].
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -12,19 +14,30 @@ use ureq::config::AutoHeaderValue;
 use crate::Error;
 use crate::stats::{Kind, Stats};
 
-/// How long one request may take before it counts as a transport error.
+/// How long each stage of a request (send, wait for the response, receive the body) may take before the request
+/// counts as a transport error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response body read (a group of 100,000 members is a few tens of MB).
 const MAX_BODY: u64 = 1 << 30;
 /// The content type Entra puts on request bodies.
 const SCIM_JSON: &str = "application/scim+json; charset=utf-8";
 
 /// An agent that never turns a status into an error and keeps up to `pool` idle keep-alive connections.
+///
+/// There is deliberately no global or per-call timeout: ureq bounds name resolution by those, and a bounded
+/// resolution runs on a freshly spawned thread, once per request (it dominated the load generator's CPU). The
+/// phases after resolution are bounded instead.
 pub fn agent(pool: usize) -> ureq::Agent {
     let pool = pool.max(1);
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(REQUEST_TIMEOUT))
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_send_request(Some(REQUEST_TIMEOUT))
+        .timeout_send_body(Some(REQUEST_TIMEOUT))
+        .timeout_recv_response(Some(REQUEST_TIMEOUT))
+        .timeout_recv_body(Some(REQUEST_TIMEOUT))
         .max_idle_connections(pool)
         .max_idle_connections_per_host(pool)
         .max_idle_age(Duration::from_secs(300))
@@ -119,10 +132,21 @@ fn send(
     Ok((status, body))
 }
 
-/// The SCIM API of one account: base URL, bearer token and a shared keep-alive pool.
+/// Distinguishes [`Scim`] clients in the per-thread agent table.
+static NEXT_CLIENT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Each worker thread's own agent (one keep-alive connection) per client.
+    static AGENTS: RefCell<HashMap<usize, ureq::Agent>> = RefCell::new(HashMap::new());
+}
+
+/// The SCIM API of one account: base URL, bearer token, and one keep-alive connection per worker thread.
+///
+/// Every thread that calls [`Scim::call`] gets its own ureq agent (a pool of one connection), so concurrent
+/// workers never contend for a shared pool; the connection lives as long as the worker thread.
 #[derive(Clone)]
 pub struct Scim {
-    agent: ureq::Agent,
+    id: usize,
     base: Arc<str>,
     auth: Arc<str>,
     progress: Arc<AtomicU64>,
@@ -131,8 +155,18 @@ pub struct Scim {
 impl Scim {
     /// A client for `base` (the account's SCIM base URL, without a trailing slash) with `token`; `progress` is
     /// incremented once per request.
-    pub fn new(agent: ureq::Agent, base: &str, token: &str, progress: Arc<AtomicU64>) -> Self {
-        Scim { agent, base: base.trim_end_matches('/').into(), auth: format!("Bearer {token}").into(), progress }
+    pub fn new(base: &str, token: &str, progress: Arc<AtomicU64>) -> Self {
+        Scim {
+            id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
+            base: base.trim_end_matches('/').into(),
+            auth: format!("Bearer {token}").into(),
+            progress,
+        }
+    }
+
+    /// This thread's agent for this client.
+    fn agent(&self) -> ureq::Agent {
+        AGENTS.with(|m| m.borrow_mut().entry(self.id).or_insert_with(|| agent(1)).clone())
     }
 
     /// Sends `method base+path` and records it under `kind`: a status in `expect` is a success, anything else
@@ -148,7 +182,8 @@ impl Scim {
     ) -> Option<Answer> {
         let url = format!("{}{}", self.base, path);
         let t = Instant::now();
-        let result = send(&self.agent, method, &url, &self.auth, body);
+        let agent = self.agent();
+        let result = send(&agent, method, &url, &self.auth, body);
         let micros = micros_since(t);
         self.progress.fetch_add(1, Ordering::Relaxed);
         if kind.is_write() {

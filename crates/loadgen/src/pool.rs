@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::prng::Rng;
 use crate::stats::Stats;
@@ -128,8 +128,11 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
         if let Ok(style) = ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} req ({per_sec}, eta {eta}) {msg}",
+            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} req ({rate}, eta {eta}) {msg}",
         ) {
+            let style = style.with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} req/s", s.per_sec());
+            });
             bar.set_style(style.progress_chars("=> "));
         }
         let ticker = {

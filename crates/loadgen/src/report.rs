@@ -3,14 +3,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::Error;
 use crate::config::Config;
 use crate::model::Mismatch;
-use crate::run::{AccountRun, CheckOutcome, MemberAddResult, PhaseRecord};
+use crate::run::{AccountRun, CheckOutcome, Mark, MemberAddResult, PhaseRecord};
 use crate::stats::{Kind, KindSummary, Stats, round1, round3};
 
 /// Mismatches reported in detail.
@@ -87,6 +86,14 @@ pub struct PhaseSummary {
     pub errors: u64,
     /// Requests per second.
     pub rps: f64,
+    /// Average cores the load generator kept busy during the phase.
+    pub loadgen_cores: Option<f64>,
+    /// Average cores the server kept busy during the phase (needs `--server-pid`).
+    pub server_cores: Option<f64>,
+    /// Average server threads waiting for a CPU during the phase (needs `--server-pid`).
+    pub server_runqueue_wait: Option<f64>,
+    /// Average cores used by other processes on the machine during the phase.
+    pub other_cores: Option<f64>,
     /// Per-kind latency within the phase.
     pub kinds: BTreeMap<String, KindSummary>,
 }
@@ -97,6 +104,9 @@ pub struct Convergence {
     /// Seconds from the response to the last write to the end of the passing check (`null` if it never
     /// passed or nothing was written).
     pub last_write_to_check_pass_secs: Option<f64>,
+    /// Seconds from the response to the last write to the start of the check (read-only load such as the
+    /// lookups phase, or waiting for other accounts, happens there).
+    pub last_write_to_check_start_secs: Option<f64>,
     /// Duration of the whole check (all attempts), seconds.
     pub check_secs: f64,
     /// Check attempts.
@@ -141,6 +151,9 @@ pub struct Resources {
     pub server_peak_rss_mb: Option<f64>,
     /// Peak resident set size of the load generator, MB.
     pub loadgen_peak_rss_mb: Option<f64>,
+    /// Average number of server threads that were runnable but waiting for a CPU (run-queue wait seconds over
+    /// wall seconds); well above 0 means the machine was oversubscribed and the server was starved of CPU.
+    pub server_runqueue_wait: Option<f64>,
 }
 
 /// CPU seconds (user + system) of a process from `/proc/<pid>/stat` (`pid` may be `self`); `None` elsewhere.
@@ -153,6 +166,30 @@ pub fn cpu_secs(pid: &str) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// CPU seconds all processes of the machine have used so far (busy time summed over CPUs, from `/proc/stat`).
+pub fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = cpu.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
+    let busy = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7).copied().unwrap_or(0);
+    Some(busy as f64 / 100.0)
+}
+
+/// Seconds the live threads of a process have spent waiting on a run queue for a CPU (sum of the second field of
+/// `/proc/<pid>/task/*/schedstat`); a large value relative to the wall time means the machine was oversubscribed.
+pub fn runqueue_wait_secs(pid: &str) -> Option<f64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat"))
+            && let Some(w) = s.split_whitespace().nth(1).and_then(|w| w.parse::<u64>().ok())
+        {
+            total += w;
+        }
+    }
+    Some(total as f64 / 1e9)
+}
+
 /// Peak resident set size (VmHWM) of a process in MB.
 pub fn peak_rss_mb(pid: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -161,20 +198,40 @@ pub fn peak_rss_mb(pid: &str) -> Option<f64> {
     Some(round1(kb / 1024.0))
 }
 
+/// CPU seconds between two readings.
+fn delta(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    a.zip(b).map(|(a, b)| round3(b - a))
+}
+
+/// Average cores busy: CPU seconds over wall seconds.
+fn cores(cpu: Option<f64>, wall: f64) -> Option<f64> {
+    cpu.map(|c| if wall > 0.0 { round3(c / wall) } else { 0.0 })
+}
+
+/// Average cores used by other processes between two marks.
+fn other(from: &Mark, to: &Mark, wall: f64) -> Option<f64> {
+    let busy = delta(from.machine_busy, to.machine_busy)?;
+    let mine =
+        delta(from.loadgen_cpu, to.loadgen_cpu).unwrap_or(0.0) + delta(from.server_cpu, to.server_cpu).unwrap_or(0.0);
+    cores(Some((busy - mine).max(0.0)), wall)
+}
+
 impl Resources {
-    /// Measures CPU use since `cpu0` / `server_cpu0` over `wall` seconds.
-    pub fn measure(wall: f64, cpu0: Option<f64>, server_pid: Option<u32>, server_cpu0: Option<f64>) -> Self {
-        let cores = |c: f64| if wall > 0.0 { round3(c / wall) } else { 0.0 };
-        let lg = cpu_secs("self").zip(cpu0).map(|(a, b)| round3(a - b));
+    /// Measures CPU use between two marks, and peak memory.
+    pub fn measure(from: &Mark, to: &Mark, server_pid: Option<u32>) -> Self {
+        let wall = to.at.duration_since(from.at).as_secs_f64();
+        let lg = delta(from.loadgen_cpu, to.loadgen_cpu);
+        let srv = delta(from.server_cpu, to.server_cpu);
         let pid = server_pid.map(|p| p.to_string());
-        let srv = pid.as_deref().and_then(cpu_secs).zip(server_cpu0).map(|(a, b)| round3(a - b));
         Resources {
             loadgen_cpu_secs: lg,
-            loadgen_cores: lg.map(cores),
+            loadgen_cores: cores(lg, wall),
             server_cpu_secs: srv,
-            server_cores: srv.map(cores),
+            server_cores: cores(srv, wall),
             server_peak_rss_mb: pid.as_deref().and_then(peak_rss_mb),
             loadgen_peak_rss_mb: peak_rss_mb("self"),
+            server_runqueue_wait: cores(delta(from.server_wait, to.server_wait), wall),
+            other_cores: other(from, to, wall),
         }
     }
 }
@@ -187,10 +244,10 @@ pub struct Inputs<'a> {
     pub accounts: &'a [AccountRun],
     /// Start, Unix ms.
     pub started_unix_ms: u128,
-    /// Start instant.
-    pub t0: Instant,
+    /// Start of the run.
+    pub t0: Mark,
     /// Start and end of the load phases.
-    pub load: (Instant, Instant),
+    pub load: (Mark, Mark),
     /// Every phase record of every account, plus setup and check.
     pub phases: Vec<PhaseRecord>,
     /// The correctness check.
@@ -205,8 +262,12 @@ fn aggregate(phases: Vec<PhaseRecord>) -> Vec<PhaseRecord> {
     for p in phases {
         match out.iter_mut().find(|o| o.name == p.name) {
             Some(o) => {
-                o.start = o.start.min(p.start);
-                o.end = o.end.max(p.end);
+                if p.start.at < o.start.at {
+                    o.start = p.start;
+                }
+                if p.end.at > o.end.at {
+                    o.end = p.end;
+                }
                 o.stats.merge(p.stats);
             }
             None => out.push(p),
@@ -227,7 +288,7 @@ pub fn build(i: Inputs) -> Report {
     let mut check_secs = 0.0;
     let mut check_end = None;
     for p in &phases {
-        let secs = p.end.duration_since(p.start).as_secs_f64();
+        let secs = p.end.at.duration_since(p.start.at).as_secs_f64();
         for k in Kind::ALL {
             if p.stats.count(k) > 0 {
                 *kind_secs.entry(k.name()).or_default() += secs;
@@ -239,6 +300,10 @@ pub fn build(i: Inputs) -> Report {
             requests: p.stats.total(),
             errors: p.stats.total_errors(),
             rps: if secs > 0.0 { round1(p.stats.total() as f64 / secs) } else { 0.0 },
+            loadgen_cores: cores(delta(p.start.loadgen_cpu, p.end.loadgen_cpu), secs),
+            server_cores: cores(delta(p.start.server_cpu, p.end.server_cpu), secs),
+            server_runqueue_wait: cores(delta(p.start.server_wait, p.end.server_wait), secs),
+            other_cores: other(&p.start, &p.end, secs),
             kinds: p.stats.summaries(secs),
         });
         if is_load(&p.name) {
@@ -251,11 +316,11 @@ pub fn build(i: Inputs) -> Report {
         }
         if p.name == "check" {
             check_secs = secs;
-            check_end = Some(p.end);
+            check_end = Some((p.start.at, p.end.at));
         }
         all_stats.merge(p.stats.clone());
     }
-    let load_secs = i.load.1.duration_since(i.load.0).as_secs_f64();
+    let load_secs = i.load.1.at.duration_since(i.load.0.at).as_secs_f64();
     let mut kinds = load_stats.summaries(load_secs);
     for (name, k) in &mut kinds {
         if let Some(secs) = kind_secs.get(name.as_str()).filter(|s| **s > 0.0) {
@@ -264,7 +329,11 @@ pub fn build(i: Inputs) -> Report {
     }
     let convergence = Convergence {
         last_write_to_check_pass_secs: match (i.outcome.passed, last_write, check_end) {
-            (true, Some(w), Some(e)) => Some(round3(e.duration_since(w).as_secs_f64())),
+            (true, Some(w), Some((_, e))) => Some(round3(e.duration_since(w).as_secs_f64())),
+            _ => None,
+        },
+        last_write_to_check_start_secs: match (last_write, check_end) {
+            (Some(w), Some((s, _))) => Some(round3(s.saturating_duration_since(w).as_secs_f64())),
             _ => None,
         },
         check_secs: round3(check_secs),
@@ -298,7 +367,7 @@ pub fn build(i: Inputs) -> Report {
             })
             .collect(),
         started_unix_ms: i.started_unix_ms,
-        wall_secs: round3(i.t0.elapsed().as_secs_f64()),
+        wall_secs: round3(i.t0.at.elapsed().as_secs_f64()),
         load_secs: round3(load_secs),
         requests: load_stats.total(),
         errors: load_stats.total_errors(),
@@ -326,20 +395,52 @@ impl Report {
     pub fn summary(&self) -> String {
         let c = &self.config;
         let mut s = String::new();
+        let shape = match self.scenario {
+            "full" => format!(
+                "{} users x {} groups, {} memberships/user, {} incremental cycle(s)",
+                c.users, c.groups, c.memberships_per_user, c.incremental_cycles
+            ),
+            "member-add" => format!("one group grown to {} members, {} samples per size", c.users, c.samples),
+            _ => format!("{} users", c.users),
+        };
         let _ = writeln!(
             s,
-            "roster-loadgen: scenario {}, {} account(s) x {} users x {} groups, {} memberships/user, concurrency {}/account, seed {}",
-            self.scenario, c.accounts, c.users, c.groups, c.memberships_per_user, c.concurrency, c.seed
+            "roster-loadgen: scenario {}, {} account(s) x {shape}, concurrency {}/account, seed {}",
+            self.scenario, c.accounts, c.concurrency, c.seed
         );
         let _ = writeln!(
             s,
             "load: {} requests in {:.2} s = {:.0} req/s, {} errors (whole run {:.2} s)\n",
             self.requests, self.load_secs, self.rps, self.errors, self.wall_secs
         );
-        let _ = writeln!(s, "{:<14} {:>9} {:>10} {:>10} {:>8}", "phase", "wall s", "requests", "req/s", "errors");
+        let _ = writeln!(
+            s,
+            "{:<14} {:>9} {:>10} {:>10} {:>8} {:>13} {:>12} {:>11} {:>11}",
+            "phase",
+            "wall s",
+            "requests",
+            "req/s",
+            "errors",
+            "loadgen cores",
+            "server cores",
+            "server runq",
+            "other cores"
+        );
+        let c2 = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.2}"));
         for p in &self.phases {
-            let _ =
-                writeln!(s, "{:<14} {:>9.3} {:>10} {:>10.0} {:>8}", p.name, p.wall_secs, p.requests, p.rps, p.errors);
+            let _ = writeln!(
+                s,
+                "{:<14} {:>9.3} {:>10} {:>10.0} {:>8} {:>13} {:>12} {:>11} {:>11}",
+                p.name,
+                p.wall_secs,
+                p.requests,
+                p.rps,
+                p.errors,
+                c2(p.loadgen_cores),
+                c2(p.server_cores),
+                c2(p.server_runqueue_wait),
+                c2(p.other_cores)
+            );
         }
         let _ = writeln!(
             s,
@@ -365,15 +466,23 @@ impl Report {
             let _ = writeln!(s, "\nmember-add (account {}, single-member PATCH, sequential):", m.account);
             let _ = writeln!(
                 s,
-                "{:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
-                "group size", "samples", "mean", "p50", "p90", "p99", "max (ms)"
+                "{:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>12} {:>12}",
+                "group size", "samples", "mean", "p50", "p90", "p99", "max (ms)", "p50 x empty", "p99 x empty"
             );
             for p in &m.points {
                 let l = &p.latency;
                 let _ = writeln!(
                     s,
-                    "{:>12} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2}",
-                    p.group_size, p.samples, l.mean_ms, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+                    "{:>12} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>12.2} {:>12.2}",
+                    p.group_size,
+                    p.samples,
+                    l.mean_ms,
+                    l.p50_ms,
+                    l.p90_ms,
+                    l.p99_ms,
+                    l.max_ms,
+                    p.p50_vs_empty,
+                    p.p99_vs_empty
                 );
             }
         }
@@ -396,22 +505,25 @@ impl Report {
         let cv = &self.convergence;
         let _ = writeln!(
             s,
-            "convergence: last write -> check passed {} (check {:.3} s, {} attempt(s))",
+            "convergence: last write -> check passed {} (check {:.3} s, {} attempt(s); {} s between the last write and the check)",
             cv.last_write_to_check_pass_secs.map_or("never".to_owned(), |x| format!("{x:.3} s")),
             cv.check_secs,
-            cv.check_attempts
+            cv.check_attempts,
+            cv.last_write_to_check_start_secs.map_or("-".to_owned(), |x| format!("{x:.3}")),
         );
         let r = &self.resources;
         let opt = |x: Option<f64>, unit: &str| x.map_or("n/a".to_owned(), |v| format!("{v:.2}{unit}"));
         let _ = writeln!(
             s,
-            "resources: loadgen {} CPU ({} cores avg, peak RSS {}), server {} CPU ({} cores avg, peak RSS {})",
+            "resources: loadgen {} CPU ({} cores avg, peak RSS {}), server {} CPU ({} cores avg, peak RSS {}, {} threads waiting for a CPU on average), other processes {} cores",
             opt(r.loadgen_cpu_secs, " s"),
             opt(r.loadgen_cores, ""),
             opt(r.loadgen_peak_rss_mb, " MB"),
             opt(r.server_cpu_secs, " s"),
             opt(r.server_cores, ""),
             opt(r.server_peak_rss_mb, " MB"),
+            opt(r.server_runqueue_wait, ""),
+            opt(r.other_cores, ""),
         );
         s
     }
@@ -420,12 +532,15 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn proc_readers_work_for_self() {
         if std::path::Path::new("/proc/self/stat").exists() {
             assert!(cpu_secs("self").is_some_and(|c| c >= 0.0));
             assert!(peak_rss_mb("self").is_some_and(|m| m > 0.0));
+            assert!(runqueue_wait_secs("self").is_some_and(|w| w >= 0.0));
+            assert!(machine_busy_secs().is_some_and(|b| b > 0.0));
         }
         assert_eq!(cpu_secs("no-such-pid"), None);
     }
@@ -433,19 +548,21 @@ mod tests {
     #[test]
     fn phases_with_the_same_name_are_merged() {
         let t = Instant::now();
+        let m = |at| Mark { at, loadgen_cpu: None, server_cpu: None, server_wait: None, machine_busy: None };
         let mut a = Stats::new();
         a.ok(Kind::UserCreate, 10);
         let mut b = Stats::new();
         b.ok(Kind::UserCreate, 20);
         let later = t + std::time::Duration::from_millis(5);
         let merged = aggregate(vec![
-            PhaseRecord { name: "users".into(), start: later, end: later, stats: a },
-            PhaseRecord { name: "groups".into(), start: t, end: t, stats: Stats::new() },
-            PhaseRecord { name: "users".into(), start: t, end: later, stats: b },
+            PhaseRecord { name: "users".into(), start: m(later), end: m(later), stats: a },
+            PhaseRecord { name: "groups".into(), start: m(t), end: m(t), stats: Stats::new() },
+            PhaseRecord { name: "users".into(), start: m(t), end: m(later), stats: b },
         ]);
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0].name, "users");
-        assert_eq!(merged[0].start, t);
+        assert_eq!(merged[0].start.at, t);
+        assert_eq!(merged[0].end.at, later);
         assert_eq!(merged[0].stats.count(Kind::UserCreate), 2);
     }
 }

@@ -8,14 +8,14 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::bodies::{self, Dialect};
-use crate::client::{AccountAccess, Admin, Scim, agent, contains, total_results};
+use crate::client::{AccountAccess, Admin, Scim, contains, total_results};
 use crate::config::{Config, Scenario};
 use crate::encode::{group_lookup_query, user_lookup_query};
 use crate::model::{AccountModel, GroupModel, Mismatch, ObservedGroup, ObservedUser, UserModel, compare};
 use crate::pool::{Progress, parallel, run_tasks, run_until};
 use crate::prng::Rng;
 use crate::report::{self, Report};
-use crate::stats::{Kind, LatencySummary, Stats};
+use crate::stats::{Kind, LatencySummary, Stats, round3};
 
 /// Given names (as sent, ASCII form for the UPN); a few are non-ASCII on purpose.
 const GIVEN: &[(&str, &str)] = &[
@@ -68,22 +68,52 @@ const ADD_SHARE: f64 = 0.03;
 /// Page size of the correctness check.
 const CHECK_PAGE: usize = 1000;
 
+/// A point in time with the CPU time consumed so far by the load generator and by the server (when its pid is
+/// known), so that each phase can report how busy both were.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    /// When.
+    pub at: Instant,
+    /// CPU seconds of the load generator so far.
+    pub loadgen_cpu: Option<f64>,
+    /// CPU seconds of the server so far.
+    pub server_cpu: Option<f64>,
+    /// Run-queue wait seconds of the server's threads so far.
+    pub server_wait: Option<f64>,
+    /// Busy CPU seconds of the whole machine so far.
+    pub machine_busy: Option<f64>,
+}
+
+impl Mark {
+    /// Now.
+    pub fn now(server_pid: Option<u32>) -> Self {
+        let pid = server_pid.map(|p| p.to_string());
+        Mark {
+            at: Instant::now(),
+            loadgen_cpu: report::cpu_secs("self"),
+            server_cpu: pid.as_deref().and_then(report::cpu_secs),
+            server_wait: pid.as_deref().and_then(report::runqueue_wait_secs),
+            machine_busy: report::machine_busy_secs(),
+        }
+    }
+}
+
 /// The measurements of one phase of one account.
 #[derive(Clone, Debug)]
 pub struct PhaseRecord {
     /// Phase name (`users`, `groups`, `memberships`, `incremental`, …).
     pub name: String,
     /// When it started.
-    pub start: Instant,
+    pub start: Mark,
     /// When it ended.
-    pub end: Instant,
+    pub end: Mark,
     /// Its requests.
     pub stats: Stats,
 }
 
 impl PhaseRecord {
-    fn new(name: &str, start: Instant, stats: Stats) -> Self {
-        PhaseRecord { name: name.to_owned(), start, end: Instant::now(), stats }
+    fn new(name: &str, start: Mark, stats: Stats, server_pid: Option<u32>) -> Self {
+        PhaseRecord { name: name.to_owned(), start, end: Mark::now(server_pid), stats }
     }
 }
 
@@ -97,6 +127,10 @@ pub struct MemberAddPoint {
     /// Their latency.
     #[serde(flatten)]
     pub latency: LatencySummary,
+    /// Median latency relative to the median at the first (empty-group) point.
+    pub p50_vs_empty: f64,
+    /// 99th percentile relative to the one at the first (empty-group) point.
+    pub p99_vs_empty: f64,
 }
 
 /// The result of the member-add scenario for one account.
@@ -146,6 +180,7 @@ pub struct AccountRun {
     next_user_seq: u64,
     next_group_seq: u64,
     domain: String,
+    server_pid: Option<u32>,
 }
 
 /// Settings shared by the account threads.
@@ -189,8 +224,7 @@ pub fn member_add_checkpoints(users: usize) -> Vec<usize> {
 
 impl AccountRun {
     fn new(index: usize, access: AccountAccess, cfg: &Config, progress: &Progress) -> Self {
-        let pool = cfg.concurrency.max(1);
-        let scim = Scim::new(agent(pool), &access.scim_base_url, &access.token, progress.counter.clone());
+        let scim = Scim::new(&access.scim_base_url, &access.token, progress.counter.clone());
         let seed = cfg.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         AccountRun {
             index,
@@ -205,6 +239,7 @@ impl AccountRun {
             next_user_seq: 0,
             next_group_seq: 0,
             domain: format!("tenant{index}.loadgen.example"),
+            server_pid: cfg.server_pid,
         }
     }
 
@@ -240,7 +275,7 @@ impl AccountRun {
             })
             .collect();
         let scim = &self.scim;
-        let start = Instant::now();
+        let start = Mark::now(self.server_pid);
         let (results, stats) = run_tasks(ctx.cfg.concurrency, &specs, deadline, |(seq, u), st| {
             if lookup {
                 let q = format!("/Users?{}", user_lookup_query(&u.user_name));
@@ -259,7 +294,7 @@ impl AccountRun {
             }
             id
         });
-        self.phases.push(PhaseRecord::new(phase, start, stats));
+        self.phases.push(PhaseRecord::new(phase, start, stats, self.server_pid));
         for ((seq, mut u), r) in specs.into_iter().zip(results) {
             if let Some(Some(id)) = r {
                 u.id = id;
@@ -279,7 +314,7 @@ impl AccountRun {
             })
             .collect();
         let scim = &self.scim;
-        let start = Instant::now();
+        let start = Mark::now(self.server_pid);
         let (results, stats) = run_tasks(ctx.cfg.concurrency, &specs, ctx.deadline, |(_, name, ext), st| {
             let q = format!("/Groups?{}", group_lookup_query(name));
             let ans = scim.call(st, Kind::GroupLookup, "GET", &q, None, &[200])?;
@@ -291,7 +326,7 @@ impl AccountRun {
             let ans = scim.call(st, Kind::GroupCreate, "POST", "/Groups", Some(&body), &[201])?;
             ans.id()
         });
-        self.phases.push(PhaseRecord::new(phase, start, stats));
+        self.phases.push(PhaseRecord::new(phase, start, stats, self.server_pid));
         for ((seq, name, ext), r) in specs.into_iter().zip(results) {
             if let Some(Some(id)) = r {
                 let g = GroupModel { id, display_name: name, external_id: ext, members: Default::default() };
@@ -304,12 +339,12 @@ impl AccountRun {
     fn add_members(&mut self, ctx: &Ctx, tasks: Vec<(u64, String, Vec<String>)>, phase: &str) {
         ctx.progress.set_phase(phase);
         let scim = &self.scim;
-        let start = Instant::now();
+        let start = Mark::now(self.server_pid);
         let (results, stats) = run_tasks(ctx.cfg.concurrency, &tasks, ctx.deadline, |(_, gid, ids), st| {
             let body = bodies::members_add(ids, Dialect::Legacy);
             scim.call(st, Kind::MemberAdd, "PATCH", &format!("/Groups/{gid}"), Some(&body), &[200, 204]).is_some()
         });
-        self.phases.push(PhaseRecord::new(phase, start, stats));
+        self.phases.push(PhaseRecord::new(phase, start, stats, self.server_pid));
         for ((gseq, _, ids), ok) in tasks.into_iter().zip(results) {
             if ok == Some(true)
                 && let Some(g) = self.model.groups.get_mut(&gseq)
@@ -386,7 +421,7 @@ impl AccountRun {
             };
             tasks.push((seq, u.clone(), op));
         }
-        let start = Instant::now();
+        let start = Mark::now(self.server_pid);
         let (results, stats) = run_tasks(ctx.cfg.concurrency, &tasks, ctx.deadline, |(_, u, op), st| {
             if matches!(op, UserOp::Delete) {
                 return scim.call(st, Kind::UserDelete, "DELETE", &format!("/Users/{}", u.id), None, &[204]).is_some();
@@ -407,7 +442,7 @@ impl AccountRun {
             };
             scim.call(st, kind, "PATCH", &format!("/Users/{}", u.id), Some(&body), &[200, 204]).is_some()
         });
-        self.phases.push(PhaseRecord::new("incremental", start, stats));
+        self.phases.push(PhaseRecord::new("incremental", start, stats, self.server_pid));
         for ((seq, _, op), ok) in tasks.into_iter().zip(results) {
             if ok != Some(true) {
                 continue;
@@ -462,7 +497,7 @@ impl AccountRun {
                 add_dialect: dialect(rng),
             });
         }
-        let start = Instant::now();
+        let start = Mark::now(self.server_pid);
         let (results, stats) = run_tasks(ctx.cfg.concurrency, &gtasks, ctx.deadline, |t, st| {
             let mut done = [false; 3];
             let q = format!("/Groups?{}", group_lookup_query(&t.name));
@@ -485,7 +520,7 @@ impl AccountRun {
             }
             done
         });
-        self.phases.push(PhaseRecord::new("incremental", start, stats));
+        self.phases.push(PhaseRecord::new("incremental", start, stats, self.server_pid));
         for (t, done) in gtasks.into_iter().zip(results) {
             let (Some(done), Some(g)) = (done, self.model.groups.get_mut(&t.seq)) else { continue };
             if done[0]
@@ -553,7 +588,7 @@ impl AccountRun {
             return;
         }
         let scim = &self.scim;
-        let start = Instant::now();
+        let start = Mark::now(self.server_pid);
         let stats = run_until(ctx.cfg.concurrency, deadline, self.seed ^ 0x100C, |rng, st| {
             let (q, id) = &users[rng.below(users.len())];
             if let Some(ans) = scim.call(st, Kind::UserLookup, "GET", q, None, &[200])
@@ -562,7 +597,7 @@ impl AccountRun {
                 Scim::unexpected(st, Kind::UserLookup, || format!("GET {q}: expected {id}: {}", ans.snippet()));
             }
         });
-        self.phases.push(PhaseRecord::new("lookups", start, stats));
+        self.phases.push(PhaseRecord::new("lookups", start, stats, self.server_pid));
     }
 
     /// The member-add scenario: one group grown to `users` members in batches, with `samples` single-member adds
@@ -597,7 +632,7 @@ impl AccountRun {
             let at = size(&self.model);
             let mut st = Stats::new();
             let mut samples = Vec::new();
-            let start = Instant::now();
+            let start = Mark::now(self.server_pid);
             let path = format!("/Groups/{gid}");
             for _ in 0..cfg.samples {
                 let Some(id) = singles.get(next_single) else { break };
@@ -610,11 +645,18 @@ impl AccountRun {
                     }
                 }
             }
-            self.phases.push(PhaseRecord::new("single-add", start, st));
+            self.phases.push(PhaseRecord::new("single-add", start, st, self.server_pid));
+            let latency = LatencySummary::of(&samples);
+            let (base50, base99) = points
+                .first()
+                .map_or((latency.p50_ms, latency.p99_ms), |p: &MemberAddPoint| (p.latency.p50_ms, p.latency.p99_ms));
+            let ratio = |x: f64, base: f64| if base > 0.0 { round3(x / base) } else { 0.0 };
             points.push(MemberAddPoint {
                 group_size: at,
                 samples: samples.len(),
-                latency: LatencySummary::of(&samples),
+                p50_vs_empty: ratio(latency.p50_ms, base50),
+                p99_vs_empty: ratio(latency.p99_ms, base99),
+                latency,
             });
         }
         self.member_add = Some(MemberAddResult { account: self.index, final_size: size(&self.model), points });
@@ -770,9 +812,8 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
         return Err(Error::new("--accounts, --concurrency and --member-batch must be positive"));
     }
     let started_unix_ms = now_unix_ms();
-    let t0 = Instant::now();
-    let cpu0 = report::cpu_secs("self");
-    let server_cpu0 = cfg.server_pid.and_then(|p| report::cpu_secs(&p.to_string()));
+    let pid = cfg.server_pid;
+    let t0 = Mark::now(pid);
     let mut progress = Progress::new(estimate(cfg), !cfg.no_progress);
 
     // Accounts and tokens.
@@ -786,11 +827,11 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
         let access = admin.create_account(&mut setup, &name, cfg.public_url.as_deref())?;
         accounts.push(AccountRun::new(i, access, cfg, &progress));
     }
-    let setup = PhaseRecord::new("setup", t0, setup);
+    let setup = PhaseRecord::new("setup", t0, setup, pid);
 
     // Load.
-    let load_start = Instant::now();
-    let deadline = cfg.duration_secs.map(|s| load_start + Duration::from_secs(s));
+    let load_start = Mark::now(pid);
+    let deadline = cfg.duration_secs.map(|s| load_start.at + Duration::from_secs(s));
     let ctx = Ctx { cfg, progress: &progress, deadline };
     match cfg.scenario {
         Scenario::Full => parallel(&mut accounts, |a| a.full(&ctx)),
@@ -802,12 +843,12 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
         }
         Scenario::MemberAdd => parallel(&mut accounts, |a| a.member_add(&ctx)),
     }
-    let load_end = Instant::now();
+    let load_end = Mark::now(pid);
 
     // Correctness check, repeated until it passes or the convergence timeout expires.
     progress.set_phase("check");
-    let check_start = Instant::now();
-    let until = check_start + Duration::from_secs(cfg.converge_timeout_secs);
+    let check_start = Mark::now(pid);
+    let until = check_start.at + Duration::from_secs(cfg.converge_timeout_secs);
     let mut outcome = CheckOutcome::default();
     let mut check_stats = Stats::new();
     loop {
@@ -827,7 +868,7 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
         }
         thread::sleep(Duration::from_millis(250));
     }
-    let check = PhaseRecord::new("check", check_start, check_stats);
+    let check = PhaseRecord::new("check", check_start, check_stats, pid);
     progress.finish();
 
     let mut phases = vec![setup];
@@ -835,7 +876,7 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
         phases.append(&mut a.phases);
     }
     phases.push(check);
-    let resources = report::Resources::measure(t0.elapsed().as_secs_f64(), cpu0, cfg.server_pid, server_cpu0);
+    let resources = report::Resources::measure(&t0, &Mark::now(pid), pid);
     Ok(report::build(report::Inputs {
         cfg,
         accounts: &accounts,
@@ -846,4 +887,58 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
         outcome,
         resources,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(index: usize, seed: u64) -> AccountRun {
+        let mut cfg = Config::new("http://127.0.0.1:1", "t", None);
+        cfg.seed = seed;
+        let access = AccountAccess {
+            id: "a".into(),
+            name: "n".into(),
+            scim_base_url: "http://127.0.0.1:1/scim/v2/accounts/a".into(),
+            token: "t".into(),
+        };
+        AccountRun::new(index, access, &cfg, &Progress::new(0, false))
+    }
+
+    #[test]
+    fn checkpoints_cover_empty_powers_of_ten_and_the_target() {
+        assert_eq!(member_add_checkpoints(10_000), vec![0, 1000, 10_000]);
+        assert_eq!(member_add_checkpoints(100_000), vec![0, 1000, 10_000, 100_000]);
+        assert_eq!(member_add_checkpoints(2500), vec![0, 1000, 2500]);
+        assert_eq!(member_add_checkpoints(50), vec![0, 50]);
+        assert_eq!(member_add_checkpoints(0), vec![0]);
+    }
+
+    #[test]
+    fn portion_is_at_least_one_when_there_is_anything() {
+        assert_eq!(portion(0, 0.5), 0);
+        assert_eq!(portion(10, 0.01), 1);
+        assert_eq!(portion(1000, 0.03), 30);
+    }
+
+    #[test]
+    fn generated_users_depend_only_on_seed_account_and_sequence() {
+        let a = account(0, 1);
+        let u = a.user_spec(7);
+        assert_eq!(u, account(0, 1).user_spec(7));
+        assert_ne!(u, a.user_spec(8));
+        assert_ne!(u.user_name, account(1, 1).user_spec(7).user_name);
+        assert!(u.user_name.ends_with("@tenant0.loadgen.example"), "{}", u.user_name);
+        assert!(u.user_name.contains(".7@"), "{}", u.user_name);
+        assert_eq!(u.email, u.user_name);
+        assert!(u.active);
+        // Changes always change something and keep userName and email together.
+        for seq in 0..50 {
+            let u = a.user_spec(seq);
+            let c = a.changed(seq, &u, 1);
+            assert_ne!(c, u);
+            assert_eq!(c.email, c.user_name);
+            assert!(bodies::user_update(&u, &c, Dialect::Legacy).is_some());
+        }
+    }
 }

@@ -6,6 +6,7 @@ use roster_scim::ScimError;
 use roster_scim::filter::{AttrPath, Filter};
 use roster_scim::patch::{MemberOp, MemberRef, PatchLimits, PatchRequest};
 use roster_scim::schema::ResourceKind;
+use roster_store::licensing;
 use roster_store::write::{self, GroupRow, UserRow, fold};
 use sea_orm::ConnectionTrait;
 use serde_json::{Map, Value, json};
@@ -47,6 +48,13 @@ pub async fn apply_event<C: ConnectionTrait>(c: &C, env: &Envelope) -> Result<Ou
         }
         Payload::GroupPatched { patch, if_match } => group_patched(c, env, patch, *if_match).await?,
         Payload::GroupDeleted { if_match } => group_deleted(c, env, *if_match).await?,
+        Payload::LicensePolicySet { policy } => policy_set(c, env, policy).await?,
+        Payload::LicenseOverrideSet { user_id, license } => override_set(c, env, user_id, license).await?,
+        Payload::LicenseOverrideRemoved { user_id } => override_removed(c, env, user_id).await?,
+        Payload::LicenseChanged { user_id, from, to, reason } => {
+            license_changed(c, env, user_id, from.as_deref(), to.as_deref(), reason).await?
+        }
+        Payload::LicenseHoldResolved { hold_id, confirm } => hold_resolved(c, env, hold_id, *confirm).await?,
     };
     Ok(decision.unwrap_or_else(rejected))
 }
@@ -120,9 +128,18 @@ async fn save_user<C: ConnectionTrait>(
         return Ok(Err(e));
     }
     let version = current.version + 1;
+    let had_license = current.license_type.is_some();
     current =
         UserRow::from_attributes(current.id, attrs, current.created, env.time.clone(), version, current.license_type);
+    // Deactivation frees the seat at once, in this transaction (no round-trip through the licensing worker).
+    let freed = !current.active && had_license;
+    if freed {
+        current.license_type = None;
+    }
     write::update_user(c, &env.account_id, &current).await?;
+    if freed {
+        licensing::set_license(c, &env.account_id, &current.id, None, &deactivated_reason()).await?;
+    }
     Ok(ok(200, Some(version)))
 }
 
@@ -175,6 +192,8 @@ async fn user_deleted<C: ConnectionTrait>(
         return Ok(Err(e));
     }
     write::delete_user(c, &env.account_id, &env.resource_id).await?;
+    // The seat went with the row; a pin for a user that no longer exists is meaningless.
+    licensing::remove_override(c, &env.account_id, &env.resource_id).await?;
     Ok(ok(204, None))
 }
 
@@ -379,4 +398,109 @@ async fn group_deleted<C: ConnectionTrait>(
     }
     write::delete_group(c, &env.account_id, &env.resource_id).await?;
     Ok(ok(204, None))
+}
+
+fn deactivated_reason() -> Value {
+    json!({"kind": "deactivated"})
+}
+
+fn conflict(detail: impl Into<String>) -> ScimError {
+    ScimError::status(409, detail)
+}
+
+async fn policy_set<C: ConnectionTrait>(c: &C, env: &Envelope, policy: &Value) -> Result<Decision, StoreError> {
+    match roster_license_policy::parse_policy(policy) {
+        Err(e) => Ok(Err(ScimError::invalid_value(format!("invalid license policy: {}", e.messages().join("; "))))),
+        Ok(p) => {
+            licensing::set_policy(c, &env.account_id, &p, &env.time).await?;
+            Ok(ok(200, None))
+        }
+    }
+}
+
+async fn override_set<C: ConnectionTrait>(
+    c: &C,
+    env: &Envelope,
+    user_id: &str,
+    license: &str,
+) -> Result<Decision, StoreError> {
+    if write::find_user(c, &env.account_id, user_id).await?.is_none() {
+        return Ok(Err(not_found("User", user_id)));
+    }
+    let policy = licensing::get_policy(c, &env.account_id).await?.unwrap_or_else(roster_license_policy::Policy::empty);
+    if policy.license(license).is_none() {
+        return Ok(Err(ScimError::invalid_value(format!(
+            "license {license:?} is not defined by the account's license policy"
+        ))));
+    }
+    licensing::set_override(c, &env.account_id, user_id, license).await?;
+    Ok(ok(200, None))
+}
+
+async fn override_removed<C: ConnectionTrait>(c: &C, env: &Envelope, user_id: &str) -> Result<Decision, StoreError> {
+    if write::find_user(c, &env.account_id, user_id).await?.is_none() {
+        return Ok(Err(not_found("User", user_id)));
+    }
+    licensing::remove_override(c, &env.account_id, user_id).await?;
+    Ok(ok(200, None))
+}
+
+/// The seat guard: the only place a license is taken. The projector is serial per account, so counting
+/// holders here can never over-allocate, whatever number of licensing workers propose changes.
+async fn license_changed<C: ConnectionTrait>(
+    c: &C,
+    env: &Envelope,
+    user_id: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    reason: &Value,
+) -> Result<Decision, StoreError> {
+    let account = &env.account_id;
+    let Some(user) = write::find_user(c, account, user_id).await? else {
+        return Ok(Err(conflict(format!("user {user_id:?} no longer exists"))));
+    };
+    if user.license_type.as_deref() != from {
+        return Ok(Err(conflict(format!(
+            "user {user_id:?} holds {:?}, not {from:?}: the state moved on; the licensing worker recomputes",
+            user.license_type
+        ))));
+    }
+    if let Some(to) = to {
+        if !user.active {
+            return Ok(Err(conflict(format!("user {user_id:?} is inactive and can hold no license"))));
+        }
+        let policy = licensing::get_policy(c, account).await?.unwrap_or_else(roster_license_policy::Policy::empty);
+        let Some(lt) = policy.license(to) else {
+            return Ok(Err(conflict(format!("license {to:?} is not defined by the account's license policy"))));
+        };
+        if let Some(limit) = lt.seats {
+            let used = licensing::count_holders(c, account, to).await?;
+            if used >= limit {
+                return Ok(Err(conflict(format!("no free seat for {to:?}: {used} of {limit} in use"))));
+            }
+        }
+    }
+    licensing::set_license(c, account, user_id, to, reason).await?;
+    Ok(ok(200, None))
+}
+
+async fn hold_resolved<C: ConnectionTrait>(
+    c: &C,
+    env: &Envelope,
+    hold_id: &str,
+    confirm: bool,
+) -> Result<Decision, StoreError> {
+    let Some(hold) = licensing::get_hold(c, &env.account_id, hold_id).await? else {
+        return Ok(Err(ScimError::not_found(format!("license hold {hold_id:?} not found"))));
+    };
+    let target = if confirm { "confirmed" } else { "discarded" };
+    if hold.status == "pending" {
+        licensing::set_hold_status(c, hold_id, "pending", target).await?;
+        return Ok(ok(200, None));
+    }
+    // Holds are worker state, not derived from the log: a replay finds them already resolved.
+    if hold.status == target || (confirm && hold.status == "applied") {
+        return Ok(ok(200, None));
+    }
+    Ok(Err(conflict(format!("license hold {hold_id:?} is {}, not pending", hold.status))))
 }

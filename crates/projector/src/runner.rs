@@ -98,6 +98,7 @@ impl Projector {
                 Ok(None) => continue,
                 Ok(Some(batch)) => match self.apply_batch(batch.partition, &batch.records).await {
                     Ok(result) => {
+                        record_batch_metrics(batch.partition, &batch.records, source.lag(batch.partition).await);
                         let n = batch.records.len();
                         applied += result.outcomes.len() as u64;
                         self.publish(result.outcomes);
@@ -138,6 +139,9 @@ impl Projector {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(BatchResult { done: BatchDone::Rewind { to: 0 }, outcomes: Vec::new() });
         };
+        let m = roster_telemetry::metrics();
+        m.batch_size.observe(records.len() as f64);
+        let _timer = m.batch_duration.start_timer();
         let txn = self.db.begin().await?;
         // First statement is a write that locks the position row (and on SQLite takes the write
         // lock), so two replicas applying the same partition serialise here.
@@ -148,6 +152,8 @@ impl Projector {
             return Ok(BatchResult { done: BatchDone::Rewind { to: stored }, outcomes: Vec::new() });
         }
         let mut published = Vec::with_capacity(records.len());
+        // Applied events per account: the licensing worker reconciles an account when its counter moves.
+        let mut changed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
         for record in records.iter().filter(|r| r.position.offset >= stored) {
             let env = match &record.envelope {
                 Ok(env) => env,
@@ -161,9 +167,16 @@ impl Projector {
                 continue;
             }
             let outcome = apply_event(&txn, env).await?;
+            if outcome.applied() {
+                *changed.entry(env.account_id.as_str()).or_default() += 1;
+            }
             let json = env.to_json().map_err(|e| StoreError::Corrupt(e.to_string()))?;
             outcomes::insert(&txn, env, &json, partition, record.position.offset, &outcome).await?;
+            record_outcome_metrics(env.event_type(), &outcome);
             published.push((env.event_id, outcome));
+        }
+        for (account, n) in changed {
+            roster_store::licensing::bump_seq(&txn, account, n).await?;
         }
         let next = (last.position.offset + 1).max(stored);
         write::set_consumer_position(&txn, &self.config.consumer, partition, next).await?;
@@ -173,5 +186,30 @@ impl Projector {
         }
         txn.commit().await?;
         Ok(BatchResult { done: BatchDone::Applied { next_offset: next }, outcomes: published })
+    }
+}
+
+fn record_batch_metrics(partition: i32, records: &[Record], lag_events: Option<i64>) {
+    let m = roster_telemetry::metrics();
+    let p = partition.to_string();
+    if let Some(lag) = lag_events {
+        m.lag_events.with_label_values(&[p.as_str()]).set(lag.max(0));
+    }
+    let newest = records.iter().rev().find_map(|r| r.envelope.as_ref().ok()).map(|e| e.time.clone());
+    if let Some(t) = newest.and_then(|t| roster_scim::time::parse_datetime(&t).ok()) {
+        let age = (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0;
+        m.lag_seconds.with_label_values(&[p.as_str()]).set(age);
+    }
+}
+
+/// Counts an applied or rejected event by type (and reason).
+fn record_outcome_metrics(event_type: &str, outcome: &Outcome) {
+    let m = roster_telemetry::metrics();
+    match &outcome.error {
+        None => m.applied.with_label_values(&[event_type]).inc(),
+        Some(e) => {
+            let reason = e.scim_type.clone().unwrap_or_else(|| outcome.status.to_string());
+            m.rejected.with_label_values(&[event_type, reason.as_str()]).inc();
+        }
     }
 }

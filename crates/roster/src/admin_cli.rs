@@ -26,6 +26,10 @@ enum AdminCommand {
     /// SCIM tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Licensing: policy, licenses, seats, overrides and holds, through the admin HTTP API of a running
+    /// Roster (`--admin-url`/`ROSTER_ADMIN_URL`, `ROSTER_ADMIN_TOKEN`), because changes are events that a
+    /// projector must decide.
+    Licenses(crate::licenses_cli::LicensesArgs),
     /// A resource's change history.
     Events {
         /// Account id.
@@ -79,6 +83,9 @@ enum TokensCommand {
 
 /// Runs an admin command against the database directly.
 pub async fn run(args: AdminArgs) -> Result<()> {
+    if let AdminCommand::Licenses(l) = args.command {
+        return crate::licenses_cli::run(l).await;
+    }
     let db = roster_db::connect(&args.database_url).await?;
     roster_db::migrate(&db).await?;
     let base = |id: &str| format!("{}/scim/v2/accounts/{id}", args.public_url.trim_end_matches('/'));
@@ -107,6 +114,7 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Events { account, resource_id } => {
             json!({"events": roster_store::outcomes::history(&db, &account, &resource_id, 10_000).await?})
         }
+        AdminCommand::Licenses(_) => return Err(anyhow!("handled above")),
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

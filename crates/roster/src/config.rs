@@ -36,9 +36,27 @@ pub struct Common {
     /// Seconds a write waits for the projector before answering 503 (the write stays durable).
     #[arg(long, env = "ROSTER_APPLY_TIMEOUT_SECS", default_value_t = 10)]
     pub apply_timeout_secs: u64,
+    /// Sustained SCIM requests per second allowed per account (0 = unlimited); excess gets 429.
+    #[arg(long, env = "ROSTER_RATE_LIMIT_PER_ACCOUNT", default_value_t = 500.0)]
+    pub rate_limit_per_account: f64,
+    /// Burst of requests an account may send above the sustained rate.
+    #[arg(long, env = "ROSTER_RATE_LIMIT_BURST", default_value_t = 1000.0)]
+    pub rate_limit_burst: f64,
+    /// Requests served at once by this process; more get 503 with Retry-After.
+    #[arg(long, env = "ROSTER_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ROSTER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Hold mass license revocations for an operator's confirmation (`true`/`false`).
+    #[arg(long, env = "ROSTER_LICENSE_HOLD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub license_hold: bool,
+    /// Hold when a single change would revoke or downgrade more than this share of the active users.
+    #[arg(long, env = "ROSTER_LICENSE_HOLD_SHARE", default_value_t = 0.2)]
+    pub license_hold_share: f64,
+    /// …and at least this many users.
+    #[arg(long, env = "ROSTER_LICENSE_HOLD_MIN_USERS", default_value_t = 10)]
+    pub license_hold_min_users: usize,
 }
 
 /// Logging from `RUST_LOG` (default `info`), as text or JSON (`ROSTER_LOG_FORMAT=json`), to stderr.
@@ -62,6 +80,14 @@ impl Common {
         cfg.replication = self.kafka_replication;
         cfg.group = self.kafka_group.clone();
         Some(cfg)
+    }
+
+    /// The licensing worker's mass-revocation threshold; `None` when `--license-hold false`.
+    pub fn hold_threshold(&self) -> Option<roster_license_policy::HoldThreshold> {
+        self.license_hold.then_some(roster_license_policy::HoldThreshold {
+            share: self.license_hold_share,
+            min_users: self.license_hold_min_users,
+        })
     }
 
     /// The name under which the projector stores its positions: one per log it follows.

@@ -2,6 +2,7 @@
 
 mod admin_cli;
 mod config;
+mod licenses_cli;
 mod replay;
 mod serve;
 
@@ -20,17 +21,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Everything in one process (ingress + projector); embedded defaults.
+    /// Everything in one process (ingress + projector + licensing worker); embedded defaults.
     Serve(Common),
     /// The SCIM ingress only (a projector must run elsewhere against the same database and log).
     Ingress(Common),
     /// The projector only.
     Projector(Common),
+    /// The licensing worker only (ops port with /readyz and the admin API).
+    Licensing(Common),
     /// Applies database migrations and exits.
     Migrate(Common),
     /// Rebuilds the read model from the event log, with a progress bar.
     Replay(replay::ReplayArgs),
-    /// Admin operations (accounts, SCIM tokens), printing JSON.
+    /// Admin operations (accounts, SCIM tokens, history, licensing), printing JSON.
     Admin(admin_cli::AdminArgs),
 }
 
@@ -43,6 +46,7 @@ fn main() -> Result<()> {
             Command::Serve(c) => serve::run(c, serve::Role::All).await,
             Command::Ingress(c) => serve::run(c, serve::Role::Ingress).await,
             Command::Projector(c) => serve::run(c, serve::Role::Projector).await,
+            Command::Licensing(c) => serve::run(c, serve::Role::Licensing).await,
             Command::Migrate(c) => {
                 let db = roster_db::connect(&c.database_url).await?;
                 roster_db::migrate(&db).await?;

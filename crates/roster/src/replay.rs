@@ -1,4 +1,4 @@
-//! `roster replay`: rebuild the read model from the event log.
+//! `roster replay`: rebuild the read model from the event log (the database's or a Kafka topic).
 
 use std::time::Instant;
 
@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use roster_db::{Db, stmt};
-use roster_eventlog::{DbLog, DbLogConfig, DbSource};
+use roster_eventlog::{BatchSource, DbLog, DbLogConfig, DbSource};
+use roster_eventlog_kafka::{KafkaConfig, KafkaReplaySource};
 use roster_projector::{Projector, ProjectorConfig};
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait, Value};
 use tokio_util::sync::CancellationToken;
@@ -17,10 +18,19 @@ pub struct ReplayArgs {
     /// The database holding the event log (and, without --into, the read model to rebuild in place).
     #[arg(long, env = "ROSTER_DATABASE_URL", default_value = "sqlite://roster-data/roster.db?mode=rwc")]
     pub database_url: String,
-    /// A fresh database to rebuild into: accounts, tokens and the log are copied, then the read
-    /// model is projected from the copied log. Without it, the read model is rebuilt in place.
+    /// A fresh database to rebuild into: accounts, tokens and (without Kafka) the log are copied,
+    /// then the read model is projected from the log. Without it, the read model is rebuilt in place.
     #[arg(long)]
     pub into: Option<String>,
+    /// Kafka bootstrap servers: replay the Kafka topic instead of the database's embedded log.
+    #[arg(long, env = "ROSTER_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Kafka topic of the event log.
+    #[arg(long, env = "ROSTER_KAFKA_TOPIC", default_value = "roster.scim-events")]
+    pub kafka_topic: String,
+    /// Consumer group name; the replay reads as `<group>-replay` and commits no offsets.
+    #[arg(long, env = "ROSTER_KAFKA_GROUP", default_value = "roster-projector")]
+    pub kafka_group: String,
     /// Events applied per transaction.
     #[arg(long, default_value_t = 5000)]
     pub batch: usize,
@@ -31,6 +41,11 @@ const READ_MODEL_TABLES: [&str; 5] =
 
 /// Runs the replay.
 pub async fn run(args: ReplayArgs) -> Result<()> {
+    let kafka = args.kafka_brokers.as_deref().filter(|b| !b.trim().is_empty()).map(|brokers| {
+        let mut k = KafkaConfig::new(brokers, &args.kafka_topic);
+        k.group = args.kafka_group.clone();
+        k
+    });
     let src = roster_db::connect(&args.database_url)
         .await
         .with_context(|| format!("connecting to {}", roster_db::redact(&args.database_url)))?;
@@ -40,7 +55,8 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
             let dst =
                 roster_db::connect(url).await.with_context(|| format!("connecting to {}", roster_db::redact(url)))?;
             roster_db::migrate(&dst).await?;
-            copy_log(&src, &dst).await?;
+            // With Kafka the log stays in the topic: only accounts and tokens are copied.
+            copy_state(&src, &dst, kafka.is_none()).await?;
             dst
         }
         None => {
@@ -52,30 +68,63 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
             src
         }
     };
-    let total = last_position(&target).await?;
-    let log = DbLog::start(target.clone(), DbLogConfig::default());
-    let projector = Projector::new(
-        target.clone(),
-        None,
-        ProjectorConfig { max_batch: args.batch.max(1), ..ProjectorConfig::default() },
-    );
-    let mut source = DbSource::to_end(log, 1);
-    let bar = ProgressBar::new(total.max(0) as u64);
-    bar.set_style(
+    let bar_style =
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     let started = Instant::now();
-    projector.run_with_progress(&mut source, CancellationToken::new(), |n| bar.inc(n as u64)).await;
-    bar.finish();
-    let applied = count(&target, "event_outcomes").await?;
-    if applied < total {
-        bail!("replay stopped at {applied} of {total} events; see the log for the error");
-    }
+    let total = match &kafka {
+        Some(k) => {
+            let mut source =
+                KafkaReplaySource::new(k).with_context(|| format!("reading topic {} at {}", k.topic, k.brokers))?;
+            let total = source.total();
+            // The live projector's consumer name, so a projector started on the rebuilt database
+            // continues from the replayed positions.
+            let consumer = format!("kafka:{}", k.topic);
+            let read = project(&target, &mut source, consumer, args.batch, total, bar_style).await;
+            if read < total {
+                bail!("replay stopped at {read} of {total} events; see the log for the error");
+            }
+            total
+        }
+        None => {
+            let total = last_position(&target).await?;
+            let log = DbLog::start(target.clone(), DbLogConfig::default());
+            let mut source = DbSource::to_end(log, 1);
+            project(&target, &mut source, ProjectorConfig::default().consumer, args.batch, total, bar_style).await;
+            let applied = count(&target, "event_outcomes").await?;
+            if applied < total {
+                bail!("replay stopped at {applied} of {total} events; see the log for the error");
+            }
+            total
+        }
+    };
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 { total as f64 / secs } else { 0.0 };
     println!("roster: replayed {total} events in {secs:.2} s ({rate:.0} events/s)");
     Ok(())
+}
+
+/// Projects a bounded source into `target` with a progress bar; returns how many records it read.
+async fn project(
+    target: &Db,
+    source: &mut dyn BatchSource,
+    consumer: String,
+    batch: usize,
+    total: i64,
+    style: ProgressStyle,
+) -> i64 {
+    let projector = Projector::new(target.clone(), None, ProjectorConfig { consumer, max_batch: batch.max(1) });
+    let bar = ProgressBar::new(total.max(0) as u64);
+    bar.set_style(style);
+    let mut read = 0i64;
+    projector
+        .run_with_progress(source, CancellationToken::new(), |n| {
+            read += n as i64;
+            bar.inc(n as u64);
+        })
+        .await;
+    bar.finish();
+    read
 }
 
 async fn last_position(db: &Db) -> Result<i64> {
@@ -93,9 +142,9 @@ async fn count(db: &Db, table: &str) -> Result<i64> {
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
 }
 
-/// Copies accounts, tokens and the event log into an empty destination database.
-async fn copy_log(src: &Db, dst: &Db) -> Result<()> {
-    for t in ["accounts", "scim_tokens", "events"] {
+/// Copies accounts, tokens and (when `with_log`) the event log into an empty destination database.
+async fn copy_state(src: &Db, dst: &Db, with_log: bool) -> Result<()> {
+    for t in ["accounts", "scim_tokens", "events", "event_outcomes"] {
         if count(dst, t).await? > 0 {
             bail!("the --into database is not empty (table {t} has rows); replay needs a fresh database");
         }
@@ -109,6 +158,9 @@ async fn copy_log(src: &Db, dst: &Db) -> Result<()> {
         "id",
     )
     .await?;
+    if !with_log {
+        return Ok(());
+    }
     copy_table(
         src,
         dst,

@@ -1,4 +1,4 @@
-//! `roster serve`, `roster ingress` and `roster projector`: the long-running processes.
+//! `roster serve`, `roster ingress`, `roster projector` and `roster licensing`: the long-running processes.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
-use roster_admin::AdminState;
-use roster_eventlog::{DbLog, DbLogConfig, DbSource, EventLog};
+use roster_admin::{AdminState, LicensingSettings};
+use roster_eventlog::{DbLog, DbLogConfig, DbSource, EventLog, Instrumented};
 use roster_eventlog_kafka::{KafkaLog, KafkaSource};
 use roster_ingress::{IngressConfig, IngressState, OutcomeWaiter};
+use roster_licensing::{LicensingWorker, WorkerConfig};
 use roster_projector::{OutcomeHub, Projector, ProjectorConfig};
 use roster_store::accounts::{self, UsageRecorder};
 use tokio_util::sync::CancellationToken;
@@ -19,12 +20,14 @@ use crate::config::Common;
 /// Which components this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Ingress and projector in one process (`roster serve`).
+    /// Ingress, projector and licensing worker in one process (`roster serve`).
     All,
     /// The SCIM ingress only.
     Ingress,
     /// The projector only.
     Projector,
+    /// The licensing worker only (`roster licensing`).
+    Licensing,
 }
 
 /// Runs the process until SIGTERM or SIGINT.
@@ -32,7 +35,11 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     let db = roster_db::connect(&c.database_url)
         .await
         .with_context(|| format!("connecting to {}", roster_db::redact(&c.database_url)))?;
-    roster_db::migrate(&db).await.context("applying migrations")?;
+    if role == Role::All {
+        roster_db::migrate(&db).await.context("applying migrations")?;
+    } else {
+        wait_for_migrations(&db).await?;
+    }
     let kafka = c.kafka();
     let db_log = DbLog::start(db.clone(), DbLogConfig::default());
     let kafka_log = match &kafka {
@@ -43,14 +50,14 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
         None => None,
     };
     let log: Arc<dyn EventLog> = match &kafka_log {
-        Some(k) => Arc::new(k.clone()),
-        None => Arc::new(db_log.clone()),
+        Some(k) => Arc::new(Instrumented(k.clone())),
+        None => Arc::new(Instrumented(db_log.clone())),
     };
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
 
     let hub = (role == Role::All).then(|| Arc::new(OutcomeHub::default()));
-    if role != Role::Ingress {
+    if matches!(role, Role::All | Role::Projector) {
         let config = ProjectorConfig { consumer: c.consumer_name(), ..ProjectorConfig::default() };
         let projector = Projector::new(db.clone(), hub.clone(), config);
         let token = cancel.clone();
@@ -90,12 +97,17 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
 
     let usage = Arc::new(UsageRecorder::default());
     let mut servers = Vec::new();
-    if role != Role::Projector {
+    if matches!(role, Role::All | Role::Ingress) {
         let state = IngressState {
             db: db.clone(),
             log: log.clone(),
             waiter: OutcomeWaiter::new(db.clone(), hub.clone()),
             usage: usage.clone(),
+            limiter: Arc::new(roster_ingress::limits::Limiter::new(roster_ingress::limits::LimitConfig {
+                account_rate: c.rate_limit_per_account,
+                account_burst: c.rate_limit_burst,
+                max_concurrent: c.max_concurrent_requests,
+            })),
             config: Arc::new(IngressConfig {
                 public_url: public_url.clone(),
                 max_body_bytes: c.max_body_bytes,
@@ -104,7 +116,11 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
             }),
         };
         let server = HttpServer::new(move || {
-            App::new().app_data(web::Data::new(state.clone())).configure(roster_ingress::configure)
+            App::new()
+                .wrap(actix_web::middleware::from_fn(roster_ingress::concurrency_limit))
+                .wrap(actix_web::middleware::from_fn(roster_ingress::http_metrics))
+                .app_data(web::Data::new(state.clone()))
+                .configure(roster_ingress::configure)
         })
         .listen(public)?
         .disable_signals()
@@ -136,7 +152,21 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
         drop(public);
     }
 
-    let admin = AdminState::new(db.clone(), log.clone(), &admin_token, public_url.clone());
+    if matches!(role, Role::All | Role::Licensing) {
+        let worker = LicensingWorker::new(
+            db.clone(),
+            log.clone(),
+            WorkerConfig { hold: c.hold_threshold(), ..WorkerConfig::default() },
+        );
+        tasks.push(tokio::spawn(worker.run(cancel.clone())));
+    }
+
+    let licensing = LicensingSettings {
+        waiter: OutcomeWaiter::new(db.clone(), hub.clone()),
+        apply_timeout: Duration::from_secs(c.apply_timeout_secs.max(1)),
+        hold: c.hold_threshold(),
+    };
+    let admin = AdminState::new(db.clone(), log.clone(), &admin_token, public_url.clone(), licensing);
     let ops_server =
         HttpServer::new(move || App::new().app_data(web::Data::new(admin.clone())).configure(roster_admin::configure))
             .listen(ops)?
@@ -178,6 +208,26 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     }
     db.close().await.ok();
     Ok(())
+}
+
+/// Split processes never migrate (replicas starting together would race on the schema): they
+/// wait for `roster migrate` (the Kubernetes migration Job) to have applied every migration.
+async fn wait_for_migrations(db: &roster_db::Db) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut logged = false;
+    loop {
+        if roster_db::migrations_applied(db).await.unwrap_or(false) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("the database schema is not up to date; run `roster migrate` first");
+        }
+        if !logged {
+            tracing::warn!("waiting for `roster migrate` to apply pending migrations");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -6,6 +6,7 @@
 //! The ingress and admin API only read through [`read`] and [`accounts`].
 
 pub mod accounts;
+pub mod licensing;
 pub mod outcomes;
 pub mod read;
 pub mod write;

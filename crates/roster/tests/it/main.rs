@@ -12,6 +12,8 @@ mod harness;
 mod concurrency;
 mod durability;
 mod entra_flow;
+mod failures;
 mod groups;
+mod licensing;
 mod scim_protocol;
 mod tenancy_tokens;

@@ -1,6 +1,9 @@
-//! Test fixture: starts the real `roster` binary on free ports with a throw-away SQLite database,
-//! creates per-test accounts and tokens through the admin API, and offers a SCIM client.
+//! Test fixture: starts the real `roster` binary on free ports with a throw-away database (and,
+//! on Kafka, a throw-away topic) in the backend chosen by `ROSTER_IT_BACKEND` (see [`backend`]),
+//! creates per-test accounts and tokens through the admin API, and offers a SCIM client that
+//! spreads requests over the server's ingress replicas.
 
+pub mod backend;
 pub mod http;
 pub mod scim;
 
@@ -8,12 +11,14 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use backend::{Backend, KafkaTopic, TestDb, backend};
 pub use http::{Req, Resp, agent};
 pub use scim::Scim;
 
@@ -92,7 +97,7 @@ pub struct Startup {
     pub public_addr: String,
     /// `127.0.0.1:<port>` of the ops listener.
     pub ops_addr: String,
-    /// Present only when the database was empty.
+    /// Present only when the database was empty (`roster serve` only).
     pub bootstrap: Option<Bootstrap>,
 }
 
@@ -121,17 +126,152 @@ fn scrub_env(cmd: &mut Command) {
     }
 }
 
-/// One running `roster serve` process with its watchdog.
+/// Which `roster` subcommand a process of a server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `roster serve`: ingress and projector in one process.
+    Serve,
+    /// `roster ingress`.
+    Ingress,
+    /// `roster projector`.
+    Projector,
+}
+
+impl Role {
+    fn subcommand(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Ingress => "ingress",
+            Role::Projector => "projector",
+        }
+    }
+
+    /// Whether the process serves SCIM on a public port.
+    pub fn is_public(self) -> bool {
+        self != Role::Projector
+    }
+}
+
+/// The processes a server consists of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// One `roster serve`.
+    Serve,
+    /// Separate `roster ingress` and `roster projector` processes (ingress replicas first).
+    Split {
+        /// Number of `roster ingress` processes (at least 1).
+        ingress: usize,
+        /// Number of `roster projector` processes.
+        projectors: usize,
+    },
+}
+
+impl Topology {
+    /// What the backend of this run uses for a server: `serve`, or 2 + 2 processes on Kafka.
+    pub fn for_backend() -> Topology {
+        if backend().runs_serve() { Topology::Serve } else { Topology::Split { ingress: 2, projectors: 2 } }
+    }
+
+    fn roles(self) -> Vec<Role> {
+        match self {
+            Topology::Serve => vec![Role::Serve],
+            Topology::Split { ingress, projectors } => {
+                assert!(ingress >= 1, "a server needs at least one ingress");
+                let mut r = vec![Role::Ingress; ingress];
+                r.extend(std::iter::repeat_n(Role::Projector, projectors));
+                r
+            }
+        }
+    }
+}
+
+/// Everything that defines a server apart from its ports: state, log, admin token, processes.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Temp dir (SQLite file, kept alive while the server runs).
+    pub dir: Arc<TestDir>,
+    /// The database.
+    pub db: Arc<TestDb>,
+    /// `ROSTER_ADMIN_TOKEN`.
+    pub admin_token: String,
+    /// The Kafka topic of the event log; `None` = the embedded log in the database.
+    pub kafka: Option<Arc<KafkaTopic>>,
+    /// The projectors' consumer group (Kafka only).
+    pub group: String,
+    /// The processes.
+    pub topology: Topology,
+    /// Extra environment for every process (e.g. `ROSTER_APPLY_TIMEOUT_SECS`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Spec {
+    /// A fresh database (and, on Kafka, a fresh topic and group) in this run's backend.
+    pub fn fresh() -> Spec {
+        let dir = Arc::new(TestDir::new("srv"));
+        let db = Arc::new(TestDb::fresh(&dir, "roster.db"));
+        let kafka = (backend() == Backend::Kafka).then(|| Arc::new(KafkaTopic::fresh()));
+        let group = kafka.as_ref().map(|k| k.new_group()).unwrap_or_default();
+        Spec {
+            dir,
+            db,
+            admin_token: format!("admin-{}", uid()),
+            kafka,
+            group,
+            topology: Topology::for_backend(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The same spec on another database (e.g. a replayed one); Kafka gets a new consumer group.
+    pub fn with_db(&self, db: TestDb) -> Spec {
+        let group = self.kafka.as_ref().map(|k| k.new_group()).unwrap_or_default();
+        Spec { db: Arc::new(db), group, ..self.clone() }
+    }
+
+    /// The `ROSTER_*` environment of every process of this server (database, log, admin token).
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("ROSTER_DATABASE_URL".to_owned(), self.db.url.clone()),
+            ("ROSTER_ADMIN_TOKEN".to_owned(), self.admin_token.clone()),
+        ];
+        if let Some(k) = &self.kafka {
+            env.extend([
+                ("ROSTER_KAFKA_BROKERS".to_owned(), k.brokers.clone()),
+                ("ROSTER_KAFKA_TOPIC".to_owned(), k.topic.clone()),
+                ("ROSTER_KAFKA_PARTITIONS".to_owned(), k.partitions.to_string()),
+                ("ROSTER_KAFKA_GROUP".to_owned(), self.group.clone()),
+            ]);
+        }
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
+    /// `roster migrate` with this spec's environment (schema, and the topic on Kafka).
+    pub fn migrate(&self) {
+        let env = self.process_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let out = run_roster_with(&["migrate"], &env, Duration::from_secs(120));
+        assert!(
+            out.status.success(),
+            "roster migrate failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+/// One running `roster` process with its watchdog; SIGKILLed on drop.
 struct Proc {
     child: Child,
-    /// `sh` that SIGKILLs the server (and removes the temp dir) when this test process dies
+    /// `sh` that SIGKILLs the process (and removes the temp dir) when this test process dies
     /// without running destructors (statics are never dropped): it blocks on a pipe we hold.
     watchdog: Option<Child>,
     log: Log,
 }
 
-impl Proc {
-    fn kill(mut self) {
+impl Drop for Proc {
+    fn drop(&mut self) {
         if let Some(mut w) = self.watchdog.take() {
             let _ = w.kill();
             let _ = w.wait();
@@ -141,28 +281,107 @@ impl Proc {
     }
 }
 
-/// A running `roster serve` on free ports, with its own database unless told otherwise.
-pub struct Server {
+/// A process that has been spawned and has not printed `roster: ready` yet.
+struct Starting {
+    role: Role,
+    proc: Proc,
+    lines: mpsc::Receiver<String>,
+}
+
+/// A process that printed `roster: ready`.
+struct Ready {
+    proc: Proc,
+    public_addr: Option<String>,
+    ops_addr: String,
+    bootstrap: Option<Bootstrap>,
+}
+
+/// One process of a server.
+struct Member {
+    role: Role,
     proc: Option<Proc>,
-    /// `http://127.0.0.1:<port>` of the public listener.
+    /// `127.0.0.1:<port>` of the public listener of the last start (ingress and serve).
+    public_addr: Option<String>,
+    /// `127.0.0.1:<port>` of the ops listener of the last start.
+    ops_addr: String,
+    /// Output of earlier incarnations (after a kill), for failure messages.
+    past_logs: String,
+}
+
+impl Member {
+    fn logs(&self) -> String {
+        let now = self.proc.as_ref().map(|p| dump_log(&p.log)).unwrap_or_default();
+        format!("{}{now}", self.past_logs)
+    }
+
+    fn take_proc(&mut self) -> Option<Proc> {
+        let p = self.proc.take()?;
+        self.past_logs.push_str(&dump_log(&p.log));
+        self.past_logs.push_str("\n[process ended]\n");
+        Some(p)
+    }
+}
+
+/// Spreads requests over the ingress replicas of a server: a URL under the server's canonical
+/// public origin goes to the next live replica in turn (round-robin per request), so consecutive
+/// requests of a test (a write, then the read that must see it) hit different processes.
+#[derive(Debug, Default)]
+pub struct Router {
+    /// (canonical origin, live replica origins).
+    state: Mutex<(String, Vec<String>)>,
+    next: AtomicUsize,
+}
+
+impl Router {
+    /// `url` with the canonical origin replaced by the next replica's.
+    pub fn route(&self, url: &str) -> String {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (canonical, origins) = &*st;
+        if origins.len() < 2 {
+            return url.to_owned();
+        }
+        match url.strip_prefix(canonical.as_str()) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % origins.len();
+                format!("{}{rest}", origins[i])
+            }
+            _ => url.to_owned(),
+        }
+    }
+
+    fn set(&self, canonical: String, origins: Vec<String>) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (canonical, origins);
+    }
+}
+
+/// A running Roster on free ports: one `roster serve`, or ingress and projector processes that
+/// share a database and log. SCIM and admin requests are spread over the ingress replicas; every
+/// replica uses the first ingress's URL as `ROSTER_PUBLIC_URL`, so `meta.location` and
+/// `scim_base_url` are the same whichever replica answers.
+pub struct Server {
+    /// The processes; killed on drop, before the database and topic are removed.
+    members: Vec<Member>,
+    /// `http://127.0.0.1:<port>` of the first public listener: the server's public URL.
     pub public: String,
-    /// `http://127.0.0.1:<port>` of the ops listener.
+    /// `http://127.0.0.1:<port>` of the first ops listener.
     pub ops: String,
-    /// What the last start printed.
+    /// What the first public process printed on its last start.
     pub startup: Startup,
-    /// `ROSTER_ADMIN_TOKEN` given to the process.
+    /// `ROSTER_ADMIN_TOKEN` given to the processes.
     pub admin_token: String,
     /// `--database-url`.
     pub db_url: String,
     agent: ureq::Agent,
-    /// Keeps the database directory alive; dropped after the process is killed.
-    dir: Option<Arc<TestDir>>,
+    router: Arc<Router>,
+    admin_next: AtomicUsize,
+    /// Keeps the database, topic and temp dir alive; dropped after the processes.
+    spec: Spec,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(p) = self.proc.take() {
-            p.kill();
+        for m in &mut self.members {
+            drop(m.proc.take());
         }
     }
 }
@@ -170,9 +389,9 @@ impl Drop for Server {
 /// Options for starting a server.
 #[derive(Clone, Debug)]
 pub struct StartOptions {
-    /// `--listen`.
+    /// `--listen` of the first public process.
     pub listen: String,
-    /// `--ops-listen`.
+    /// `--ops-listen` of the first public process.
     pub ops_listen: String,
 }
 
@@ -183,72 +402,191 @@ impl Default for StartOptions {
 }
 
 impl Server {
-    /// Starts a server on a fresh database in a fresh temp dir.
+    /// Starts a server in this run's backend on a fresh database (and topic).
     pub fn start() -> Server {
-        let dir = Arc::new(TestDir::new("srv"));
-        let url = dir.sqlite_url("roster.db");
-        Server::start_on(dir, url, &format!("admin-{}", uid()), StartOptions::default())
+        Server::launch(Spec::fresh())
     }
 
-    /// Starts a server on `db_url` (inside `dir`, which the server keeps alive).
-    pub fn start_on(dir: Arc<TestDir>, db_url: String, admin_token: &str, opts: StartOptions) -> Server {
-        let (proc, startup) = spawn_serve(&db_url, admin_token, &opts, Some(dir.path()));
-        Server {
-            proc: Some(proc),
-            public: format!("http://{}", startup.public_addr),
-            ops: format!("http://{}", startup.ops_addr),
-            startup,
-            admin_token: admin_token.to_owned(),
-            db_url,
+    /// Starts the processes of `spec` (after `roster migrate` when there are several).
+    pub fn launch(spec: Spec) -> Server {
+        if spec.kafka.is_some() || spec.topology != Topology::Serve {
+            spec.migrate();
+        }
+        let members = spec
+            .topology
+            .roles()
+            .into_iter()
+            .map(|role| Member {
+                role,
+                proc: None,
+                public_addr: None,
+                ops_addr: String::new(),
+                past_logs: String::new(),
+            })
+            .collect();
+        let mut srv = Server {
+            members,
+            public: String::new(),
+            ops: String::new(),
+            startup: Startup { public_addr: String::new(), ops_addr: String::new(), bootstrap: None },
+            admin_token: spec.admin_token.clone(),
+            db_url: spec.db.url.clone(),
             agent: agent(),
-            dir: Some(dir),
-        }
+            router: Arc::default(),
+            admin_next: AtomicUsize::new(0),
+            spec,
+        };
+        srv.start_all(&StartOptions::default());
+        srv
     }
 
-    /// The temp dir holding the database.
+    /// Starts every member that is not running: the first public one first (its URL is the
+    /// server's public URL), then the others at once.
+    fn start_all(&mut self, opts: &StartOptions) {
+        let first = self.members.iter().position(|m| m.role.is_public()).unwrap_or(0);
+        if self.members[first].proc.is_none() {
+            let ready = spawn_roster(self.members[first].role, &opts.listen, &opts.ops_listen, &self.spec, None).wait();
+            let public_addr = ready.public_addr.clone().unwrap_or_default();
+            self.startup = Startup {
+                public_addr: public_addr.clone(),
+                ops_addr: ready.ops_addr.clone(),
+                bootstrap: ready.bootstrap.clone(),
+            };
+            self.public = format!("http://{public_addr}");
+            self.ops = format!("http://{}", self.startup.ops_addr);
+            self.install(first, ready);
+        }
+        let starting: Vec<(usize, Starting)> = (0..self.members.len())
+            .filter(|&i| self.members[i].proc.is_none())
+            .map(|i| {
+                (i, spawn_roster(self.members[i].role, "127.0.0.1:0", "127.0.0.1:0", &self.spec, Some(&self.public)))
+            })
+            .collect();
+        for (i, s) in starting {
+            let ready = s.wait();
+            self.install(i, ready);
+        }
+        self.update_router();
+    }
+
+    fn install(&mut self, i: usize, ready: Ready) {
+        let m = &mut self.members[i];
+        m.public_addr = ready.public_addr;
+        m.ops_addr = ready.ops_addr;
+        m.proc = Some(ready.proc);
+    }
+
+    fn update_router(&self) {
+        let origins = self
+            .members
+            .iter()
+            .filter(|m| m.proc.is_some() && m.role.is_public())
+            .filter_map(|m| m.public_addr.as_ref().map(|a| format!("http://{a}")))
+            .collect();
+        self.router.set(self.public.clone(), origins);
+    }
+
+    /// What defines this server (database, topic, admin token, processes).
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The temp dir of the server.
     pub fn dir(&self) -> Arc<TestDir> {
-        self.dir.clone().unwrap_or_else(|| panic!("server has no dir"))
+        self.spec.dir.clone()
     }
 
-    /// SIGKILLs the process (`Child::kill`), like a crash or an OOM kill.
+    /// The Kafka topic, when the server runs on Kafka.
+    pub fn kafka(&self) -> Option<&Arc<KafkaTopic>> {
+        self.spec.kafka.as_ref()
+    }
+
+    fn index(&self, role: Role, n: usize) -> usize {
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.role == role)
+            .nth(n)
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| panic!("the server has no {role:?} #{n}"))
+    }
+
+    /// `http://127.0.0.1:<port>` of the ops listener of the `n`-th process of `role`.
+    pub fn ops_of(&self, role: Role, n: usize) -> String {
+        format!("http://{}", self.members[self.index(role, n)].ops_addr)
+    }
+
+    /// SIGKILLs every process (`Child::kill`), like a crash or an OOM kill.
     pub fn kill_hard(&mut self) {
-        if let Some(p) = self.proc.take() {
-            p.kill();
+        for m in &mut self.members {
+            drop(m.take_proc());
         }
+        self.update_router();
     }
 
-    /// SIGTERM, then SIGKILL after 15 s: a graceful stop.
+    /// SIGKILLs the `n`-th process of `role`; the others keep running.
+    pub fn kill_member(&mut self, role: Role, n: usize) {
+        let i = self.index(role, n);
+        let p = self.members[i].take_proc().unwrap_or_else(|| panic!("{role:?} #{n} is not running"));
+        drop(p);
+        self.update_router();
+    }
+
+    /// Starts the `n`-th process of `role` again (the first public process on its old address, so
+    /// the server's public URL stays valid).
+    pub fn restart_member(&mut self, role: Role, n: usize) {
+        let i = self.index(role, n);
+        drop(self.members[i].take_proc());
+        let first = self.members.iter().position(|m| m.role.is_public()).unwrap_or(0);
+        let listen = if i == first { self.startup.public_addr.clone() } else { "127.0.0.1:0".to_owned() };
+        let public = (i != first).then(|| self.public.clone());
+        let ready = spawn_roster(role, &listen, "127.0.0.1:0", &self.spec, public.as_deref()).wait();
+        self.install(i, ready);
+        self.update_router();
+    }
+
+    /// SIGTERM to the `n`-th process of `role`, then SIGKILL after 15 s: a graceful stop.
+    pub fn stop_member(&mut self, role: Role, n: usize) {
+        let i = self.index(role, n);
+        let p = self.members[i].take_proc().unwrap_or_else(|| panic!("{role:?} #{n} is not running"));
+        terminate(vec![p]);
+        self.update_router();
+    }
+
+    /// SIGTERM to every process, then SIGKILL after 15 s: a graceful stop.
     pub fn stop(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            let pid = p.child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = p.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            p.kill();
-        }
+        let procs: Vec<Proc> = self.members.iter_mut().filter_map(Member::take_proc).collect();
+        terminate(procs);
+        self.update_router();
     }
 
-    /// Starts the process again on the same database and admin token (after `kill_hard`/`stop`).
+    /// Starts every process again on the same database, log and admin token (after
+    /// `kill_hard`/`stop`); the public URL changes unless `opts` pins it.
     pub fn restart(&mut self, opts: StartOptions) {
-        if let Some(p) = self.proc.take() {
-            p.kill();
+        for m in &mut self.members {
+            drop(m.take_proc());
         }
-        let dir = self.dir.as_ref().map(|d| d.path().to_owned());
-        let (proc, startup) = spawn_serve(&self.db_url, &self.admin_token, &opts, dir.as_deref());
-        self.public = format!("http://{}", startup.public_addr);
-        self.ops = format!("http://{}", startup.ops_addr);
-        self.startup = startup;
-        self.proc = Some(proc);
+        self.start_all(&opts);
     }
 
-    /// The child's recent stdout/stderr lines.
+    /// The recent stdout/stderr lines of every process.
     pub fn logs(&self) -> String {
-        self.proc.as_ref().map(|p| dump_log(&p.log)).unwrap_or_default()
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("===== process {i} ({:?}) =====\n{}", m.role, m.logs()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The ops origin of the next public process (admin requests are spread like SCIM ones).
+    fn admin_origin(&self) -> String {
+        let live: Vec<&Member> = self.members.iter().filter(|m| m.role.is_public() && m.proc.is_some()).collect();
+        if live.is_empty() {
+            return self.ops.clone();
+        }
+        let i = self.admin_next.fetch_add(1, Ordering::Relaxed) % live.len();
+        format!("http://{}", live[i].ops_addr)
     }
 
     /// A request to the admin API with the admin token.
@@ -260,7 +598,7 @@ impl Server {
     /// A request to the ops port with an arbitrary (or no) bearer token.
     #[track_caller]
     pub fn admin_with(&self, method: &'static str, path: &str, body: Option<&Value>, token: Option<&str>) -> Resp {
-        let mut req = Req::new(method, format!("{}{}", self.ops, path));
+        let mut req = Req::new(method, format!("{}{}", self.admin_origin(), path));
         if let Some(t) = token {
             req = req.header("Authorization", &format!("Bearer {t}"));
         }
@@ -296,14 +634,15 @@ impl Server {
         b
     }
 
-    /// The SCIM base URL of an account on this server's current public port.
+    /// The SCIM base URL of an account under this server's public URL.
     pub fn scim_base(&self, account_id: &str) -> String {
         format!("{}/scim/v2/accounts/{account_id}", self.public)
     }
 
-    /// A SCIM client for an existing account and token.
+    /// A SCIM client for an existing account and token, spreading requests over the replicas.
     pub fn scim(&self, account_id: &str, token: &str) -> Scim {
         Scim::new(self.scim_base(account_id), account_id.to_owned(), token.to_owned(), self.agent.clone())
+            .routed(self.router.clone())
     }
 
     /// A fresh account with one token: the usual start of a test.
@@ -327,28 +666,67 @@ impl Server {
     }
 }
 
-/// Spawns `roster serve` and waits for `roster: ready`.
-fn spawn_serve(db_url: &str, admin_token: &str, opts: &StartOptions, dir: Option<&Path>) -> (Proc, Startup) {
+/// SIGTERM to each process, then waits up to 15 s for all of them to exit (SIGKILL on drop).
+fn terminate(mut procs: Vec<Proc>) {
+    for p in &procs {
+        let _ = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for p in &mut procs {
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = p.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Spawns `roster <role>` for `spec`; `public_url` becomes `ROSTER_PUBLIC_URL`.
+fn spawn_roster(role: Role, listen: &str, ops_listen: &str, spec: &Spec, public_url: Option<&str>) -> Starting {
     let mut cmd = Command::new(BIN);
     scrub_env(&mut cmd);
-    cmd.args(["serve", "--listen", &opts.listen, "--ops-listen", &opts.ops_listen, "--database-url", db_url])
-        .env("ROSTER_ADMIN_TOKEN", admin_token)
-        .env("RUST_LOG", "warn")
+    cmd.args([role.subcommand(), "--listen", listen, "--ops-listen", ops_listen])
+        .envs(spec.process_env())
+        .env("RUST_LOG", std::env::var("ROSTER_IT_RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(u) = public_url {
+        cmd.env("ROSTER_PUBLIC_URL", u);
+    }
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {BIN}: {e}"));
     let log: Log = Arc::new(Mutex::new(VecDeque::new()));
-    let watchdog = spawn_watchdog(child.id(), dir);
+    let watchdog = spawn_watchdog(child.id(), Some(spec.dir.path()));
+    // For debugging: `ROSTER_IT_LOG_DIR=<dir>` keeps every process's whole output in a file.
+    let mut log_file = std::env::var_os("ROSTER_IT_LOG_DIR").map(|d| {
+        let d = PathBuf::from(d);
+        let _ = std::fs::create_dir_all(&d);
+        let name = format!("{}-{}-{}.log", role.subcommand(), child.id(), &uid()[..6]);
+        Arc::new(Mutex::new(std::fs::File::create(d.join(name)).unwrap_or_else(|e| panic!("log file: {e}"))))
+    });
+    if let Some(f) = &log_file {
+        use std::io::Write;
+        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(
+            f,
+            "# roster {} db={} kafka={:?}",
+            role.subcommand(),
+            spec.db.url,
+            spec.kafka.as_ref().map(|k| &k.topic)
+        );
+    }
 
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout pipe"));
     let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr pipe"));
     {
         let log = log.clone();
+        let file = log_file.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                log_to_file(file.as_ref(), "stdout", &line);
                 push_log(&log, format!("stdout| {line}"));
                 let _ = tx.send(line);
             }
@@ -356,66 +734,83 @@ fn spawn_serve(db_url: &str, admin_token: &str, opts: &StartOptions, dir: Option
     }
     {
         let log = log.clone();
+        let file = log_file.take();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                log_to_file(file.as_ref(), "stderr", &line);
                 push_log(&log, format!("stderr| {line}"));
             }
         });
     }
+    Starting { role, proc: Proc { child, watchdog, log }, lines: rx }
+}
 
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let mut public = None;
-    let mut ops = None;
-    let mut base = None;
-    let mut token = None;
-    let mut proc = Proc { child, watchdog, log };
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let line = line.trim();
-                if let Some(v) = line.strip_prefix("roster: public listening on ") {
-                    public = Some(v.trim().to_owned());
-                } else if let Some(v) = line.strip_prefix("roster: ops listening on ") {
-                    ops = Some(v.trim().to_owned());
-                } else if let Some(v) = line.strip_prefix("roster: SCIM base URL: ") {
-                    base = Some(v.trim().to_owned());
-                } else if let Some(v) = line.strip_prefix("roster: SCIM token: ") {
-                    token = Some(v.trim().to_owned());
-                } else if line == "roster: ready" {
-                    break;
+fn log_to_file(file: Option<&Arc<Mutex<std::fs::File>>>, stream: &str, line: &str) {
+    if let Some(f) = file {
+        use std::io::Write;
+        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(f, "{stream}| {line}");
+    }
+}
+
+impl Starting {
+    /// Waits for `roster: ready` and the addresses printed before it.
+    fn wait(mut self) -> Ready {
+        let what = format!("roster {}", self.role.subcommand());
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut public = None;
+        let mut ops = None;
+        let mut base = None;
+        let mut token = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let line = line.trim();
+                    if let Some(v) = line.strip_prefix("roster: public listening on ") {
+                        public = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("roster: ops listening on ") {
+                        ops = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("roster: SCIM base URL: ") {
+                        base = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("roster: SCIM token: ") {
+                        token = Some(v.trim().to_owned());
+                    } else if line == "roster: ready" {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "{what} did not print `roster: ready` within {READY_TIMEOUT:?}; output:\n{}",
+                        dump_log(&self.proc.log)
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = poll(Duration::from_secs(5), || self.proc.child.try_wait().ok().flatten());
+                    panic!(
+                        "{what} closed stdout before `roster: ready` (exit: {status:?}); output:\n{}",
+                        dump_log(&self.proc.log)
+                    );
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let logs = dump_log(&proc.log);
-                proc.kill();
-                panic!("roster serve did not print `roster: ready` within {READY_TIMEOUT:?}; output:\n{logs}");
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(Duration::from_millis(200));
-                let status = proc.child.try_wait().ok().flatten();
-                let logs = dump_log(&proc.log);
-                proc.kill();
-                panic!("roster serve closed stdout before `roster: ready` (exit: {status:?}); output:\n{logs}");
-            }
         }
+        let Some(ops_addr) = ops else {
+            panic!("{what} printed `ready` without `ops listening on`; output:\n{}", dump_log(&self.proc.log));
+        };
+        if self.role.is_public() && public.is_none() {
+            panic!("{what} printed `ready` without `public listening on`; output:\n{}", dump_log(&self.proc.log));
+        }
+        let bootstrap = match (base, token) {
+            (Some(scim_base_url), Some(token)) => Some(Bootstrap { scim_base_url, token }),
+            (None, None) => None,
+            (b, t) => panic!(
+                "only one of the bootstrap lines was printed (base {b:?}, token {t:?}); output:\n{}",
+                dump_log(&self.proc.log)
+            ),
+        };
+        Ready { proc: self.proc, public_addr: public, ops_addr, bootstrap }
     }
-    let (Some(public_addr), Some(ops_addr)) = (public, ops) else {
-        let logs = dump_log(&proc.log);
-        proc.kill();
-        panic!("roster serve printed `ready` without both `listening on` lines; output:\n{logs}");
-    };
-    let bootstrap = match (base, token) {
-        (Some(scim_base_url), Some(token)) => Some(Bootstrap { scim_base_url, token }),
-        (None, None) => None,
-        (b, t) => {
-            let logs = dump_log(&proc.log);
-            proc.kill();
-            panic!("only one of the bootstrap lines was printed (base {b:?}, token {t:?}); output:\n{logs}");
-        }
-    };
-    (proc, Startup { public_addr, ops_addr, bootstrap })
 }
 
 /// Spawns `sh` that waits for EOF on its stdin (held by this process), then SIGKILLs `pid` and
@@ -450,9 +845,19 @@ pub struct CmdOutput {
 
 /// Runs `roster <args>` with a timeout, capturing output (read in threads so pipes never fill).
 pub fn run_roster(args: &[&str], timeout: Duration) -> CmdOutput {
+    run_roster_with(args, &[], timeout)
+}
+
+/// [`run_roster`] with extra environment variables.
+pub fn run_roster_with(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> CmdOutput {
     let mut cmd = Command::new(BIN);
     scrub_env(&mut cmd);
-    cmd.args(args).env("RUST_LOG", "warn").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {BIN} {args:?}: {e}"));
     let mut out = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let mut err = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
@@ -557,4 +962,24 @@ pub fn without_license(v: &Value) -> Value {
         }
     }
     v
+}
+
+/// Creates a user and returns it once it is visible. A 503 is accepted (on Kafka while the
+/// consumer group rebalances after a crash, a write may wait longer than the apply time-out): it
+/// must carry `Retry-After`, and its event is durable, so the user must appear without a retry.
+#[track_caller]
+pub fn create_user_eventually(scim: &Scim, user_name: &str) -> Value {
+    let r = scim.post("/Users", &json!({"schemas": [USER_SCHEMA], "userName": user_name, "active": true}));
+    match r.status {
+        201 => r.scim(201),
+        503 => {
+            r.scim_error(503, None);
+            assert!(r.header("retry-after").is_some(), "503 without Retry-After:\n{}", r.describe());
+            poll(Duration::from_secs(90), || scim.filter_users(&format!("userName eq \"{user_name}\"")).pop())
+                .unwrap_or_else(|| {
+                    panic!("a create answered 503 (durable, to be applied) never appeared:\n{}", r.describe())
+                })
+        }
+        _ => panic!("create of {user_name} failed:\n{}", r.describe()),
+    }
 }

@@ -1,10 +1,12 @@
 //! A SCIM client bound to one account's base URL and token, sending requests the way Entra does
 //! (`Content-Type: application/scim+json; charset=utf-8`, no SCIM `Accept`).
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::http::{Req, Resp};
-use super::{ENTERPRISE, GROUP_SCHEMA, PATCH_OP, USER_SCHEMA, enc};
+use super::{ENTERPRISE, GROUP_SCHEMA, PATCH_OP, Router, USER_SCHEMA, enc};
 
 /// Entra's request content type.
 pub const ENTRA_CT: &str = "application/scim+json; charset=utf-8";
@@ -19,12 +21,28 @@ pub struct Scim {
     /// The SCIM bearer token.
     pub token: String,
     agent: ureq::Agent,
+    /// Spreads requests built by this client over the server's ingress replicas.
+    router: Option<Arc<Router>>,
 }
 
 impl Scim {
     /// A client for `base` with `token`.
     pub fn new(base: String, account_id: String, token: String, agent: ureq::Agent) -> Self {
-        Scim { base, account_id, token, agent }
+        Scim { base, account_id, token, agent, router: None }
+    }
+
+    /// The same client, sending each request to the next ingress replica of `router`.
+    pub fn routed(self, router: Arc<Router>) -> Scim {
+        Scim { router: Some(router), ..self }
+    }
+
+    /// The URL of `{base}{path}` on the replica that gets the next request.
+    pub fn url(&self, path: &str) -> String {
+        let url = format!("{}{}", self.base, path);
+        match &self.router {
+            Some(r) => r.route(&url),
+            None => url,
+        }
     }
 
     /// The same account with another token.
@@ -44,8 +62,7 @@ impl Scim {
 
     /// A request to `{base}{path}` with the bearer token and, for bodies, Entra's content type.
     pub fn req(&self, method: &'static str, path: &str, body: Option<&Value>) -> Req {
-        let mut r = Req::new(method, format!("{}{}", self.base, path))
-            .header("Authorization", &format!("Bearer {}", self.token));
+        let mut r = Req::new(method, self.url(path)).header("Authorization", &format!("Bearer {}", self.token));
         if let Some(b) = body {
             r = r.header("Content-Type", ENTRA_CT).body(b.to_string());
         }
@@ -85,7 +102,7 @@ impl Scim {
     /// Sends `body` byte for byte (for Entra's verbatim bodies) with Entra's content type.
     #[track_caller]
     pub fn raw(&self, method: &'static str, path: &str, body: &str) -> Resp {
-        let r = Req::new(method, format!("{}{}", self.base, path))
+        let r = Req::new(method, self.url(path))
             .header("Authorization", &format!("Bearer {}", self.token))
             .header("Content-Type", ENTRA_CT)
             .body(body);

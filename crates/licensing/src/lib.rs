@@ -1,0 +1,221 @@
+//! The licensing worker (issue 4): a reconciler that keeps every account's licenses equal to what its
+//! policy allocates.
+//!
+//! Each round it reads the per-account change counter the projector maintains (`account_state.seq`); for
+//! every account with a policy whose counter moved since it last reconciled it (all of them after a start),
+//! it loads the users, their groups and the pins, runs [`roster_license_policy::allocate`] and `diff`, and
+//! appends the resulting `license.changed` events (actor `system`) to the event log. It never writes a
+//! license itself: the projector applies each change through its seat guard, serially per account, so seats
+//! are never over-allocated even with several workers; a change rejected because the state moved on is
+//! simply recomputed in the next round. Because every round evaluates the account from scratch, a crash or
+//! restart at any point converges to the same result.
+//!
+//! The mass-revocation guard: when the changes (other than users' own deactivations and deletions) would
+//! revoke or downgrade more than the configured share of the active users, they are recorded as a
+//! `pending` hold instead of applied, until an operator confirms it (`license.hold_resolved`).
+
+mod plan;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_db::{Db, StoreError};
+use roster_eventlog::{EventLog, LogError};
+use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Payload, ResourceType};
+use roster_license_policy::{Change, HoldThreshold};
+use roster_store::licensing::{self, Hold};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use plan::{Plan, is_revocation, order, plan};
+
+/// Most `license.changed` events appended per call.
+pub const APPEND_BATCH: usize = 500;
+
+/// Errors of one reconciliation (retried in the next round).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The read model failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The event log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Worker settings (`--license-hold*` flags).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Pause between rounds.
+    pub interval: Duration,
+    /// The mass-revocation guard; `None` = off.
+    pub hold: Option<HoldThreshold>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { interval: Duration::from_millis(200), hold: Some(HoldThreshold::default()) }
+    }
+}
+
+/// What reconciling one account did (for logs and tests).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reconciled {
+    /// `license.changed` events appended.
+    pub appended: usize,
+    /// Changes held for an operator (0 when nothing is held).
+    pub held: usize,
+}
+
+/// The reconciler.
+pub struct LicensingWorker {
+    db: Db,
+    log: Arc<dyn EventLog>,
+    config: WorkerConfig,
+    /// The change counter of each account at its last successful reconciliation (in memory: empty after a
+    /// restart, so every account is reconciled once).
+    reconciled: HashMap<String, i64>,
+}
+
+impl LicensingWorker {
+    /// A worker reading `db` and appending to `log`.
+    pub fn new(db: Db, log: Arc<dyn EventLog>, config: WorkerConfig) -> Self {
+        Self { db, log, config, reconciled: HashMap::new() }
+    }
+
+    /// Reconciles until cancelled.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        while !cancel.is_cancelled() {
+            if let Err(e) = self.round().await {
+                tracing::warn!(error = %e, "licensing round failed; retrying");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(self.config.interval) => {}
+            }
+        }
+    }
+
+    /// One round: reconciles every licensed account whose change counter moved; returns how many accounts
+    /// it reconciled.
+    pub async fn round(&mut self) -> Result<usize, WorkerError> {
+        let accounts = licensing::licensed_accounts(&self.db).await?;
+        let mut done = 0;
+        let mut first_error = None;
+        for (account, seq) in accounts {
+            if self.reconciled.get(&account) == Some(&seq) {
+                continue;
+            }
+            match self.reconcile(&account).await {
+                Ok(r) => {
+                    if r.appended > 0 || r.held > 0 {
+                        tracing::info!(account = %account, appended = r.appended, held = r.held, "licenses reconciled");
+                    }
+                    self.reconciled.insert(account, seq);
+                    done += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(account = %account, error = %e, "reconciling licenses failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    /// Reconciles one account now, whatever its counter says.
+    pub async fn reconcile(&self, account: &str) -> Result<Reconciled, WorkerError> {
+        let Some(policy) = licensing::get_policy(&self.db, account).await? else {
+            return Ok(Reconciled::default());
+        };
+        let snap = licensing::snapshot(&self.db, account).await?;
+        let current = snap.holdings();
+        let holds = licensing::holds(&self.db, account).await?;
+        let pending = holds.iter().find(|h| h.status == "pending");
+        let confirmed = holds.iter().find(|h| h.status == "confirmed");
+        let plan = plan::plan(
+            &policy,
+            &snap.inputs(),
+            &current,
+            snap.active_users(),
+            self.config.hold.as_ref(),
+            confirmed.is_some(),
+        );
+
+        if plan.holding {
+            let changes = serde_json::to_value(&plan.held).unwrap_or(Value::Null);
+            let summary = json!({
+                "revoked_or_downgraded": plan.impact.revoked_or_downgraded,
+                "share": plan.impact.share,
+                "active_users": snap.active_users(),
+                "threshold": self.config.hold,
+            });
+            match pending {
+                Some(h) if h.changes == changes => {}
+                Some(h) => licensing::update_pending_hold(&self.db, &h.id, &summary, &changes).await?,
+                None => {
+                    let hold = Hold {
+                        id: Uuid::new_v4().simple().to_string(),
+                        account_id: account.to_string(),
+                        created_at: now(),
+                        status: "pending".into(),
+                        summary,
+                        changes,
+                    };
+                    tracing::warn!(account, hold = %hold.id, held = plan.held.len(), "mass license revocation held for an operator");
+                    licensing::insert_hold(&self.db, &hold).await?;
+                }
+            }
+        } else if let Some(h) = pending {
+            // The situation resolved itself (e.g. the group came back) before anyone decided.
+            licensing::set_hold_status(&self.db, &h.id, "pending", "superseded").await?;
+        }
+
+        self.append(account, &plan.apply).await?;
+        if !plan.holding
+            && let Some(h) = confirmed
+        {
+            licensing::set_hold_status(&self.db, &h.id, "confirmed", "applied").await?;
+        }
+        Ok(Reconciled { appended: plan.apply.len(), held: plan.held.len() })
+    }
+
+    async fn append(&self, account: &str, changes: &[Change]) -> Result<(), WorkerError> {
+        for chunk in changes.chunks(APPEND_BATCH) {
+            let time = now();
+            let events = chunk.iter().map(|c| license_changed(account, &time, c)).collect();
+            self.log.append(events).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The `license.changed` envelope for one change.
+pub fn license_changed(account: &str, time: &str, c: &Change) -> Envelope {
+    Envelope {
+        v: ENVELOPE_VERSION,
+        event_id: Uuid::now_v7(),
+        account_id: account.to_string(),
+        resource_type: ResourceType::User,
+        resource_id: c.user.clone(),
+        time: time.to_string(),
+        request_id: None,
+        trace_context: None,
+        actor: Actor::System,
+        payload: Payload::LicenseChanged {
+            user_id: c.user.clone(),
+            from: c.from.clone(),
+            to: c.to.clone(),
+            reason: serde_json::to_value(&c.reason).unwrap_or(Value::Null),
+        },
+    }
+}
+
+fn now() -> String {
+    roster_scim::time::format_datetime(chrono::Utc::now())
+}
