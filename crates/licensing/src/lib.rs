@@ -16,14 +16,14 @@
 
 mod plan;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use roster_db::{Db, StoreError};
 use roster_eventlog::{EventLog, LogError};
 use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Payload, ResourceType};
-use roster_license_policy::{Change, HoldThreshold};
+use roster_license_policy::{Change, HoldThreshold, SeatUse};
 use roster_store::licensing::{self, Hold};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -52,11 +52,13 @@ pub struct WorkerConfig {
     pub interval: Duration,
     /// The mass-revocation guard; `None` = off.
     pub hold: Option<HoldThreshold>,
+    /// Label the seat gauges with the account id (cardinality grows with accounts: opt-in).
+    pub account_labels: bool,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { interval: Duration::from_millis(200), hold: Some(HoldThreshold::default()) }
+        Self { interval: Duration::from_millis(200), hold: Some(HoldThreshold::default()), account_labels: false }
     }
 }
 
@@ -67,6 +69,8 @@ pub struct Reconciled {
     pub appended: usize,
     /// Changes held for an operator (0 when nothing is held).
     pub held: usize,
+    /// Seat use per license after this reconciliation (for the seat gauges).
+    pub seats: BTreeMap<String, SeatUse>,
 }
 
 /// The reconciler.
@@ -77,12 +81,14 @@ pub struct LicensingWorker {
     /// The change counter of each account at its last successful reconciliation (in memory: empty after a
     /// restart, so every account is reconciled once).
     reconciled: HashMap<String, i64>,
+    /// Last known seat use and pending-hold state per account, for the gauges.
+    gauges: HashMap<String, (BTreeMap<String, SeatUse>, bool)>,
 }
 
 impl LicensingWorker {
     /// A worker reading `db` and appending to `log`.
     pub fn new(db: Db, log: Arc<dyn EventLog>, config: WorkerConfig) -> Self {
-        Self { db, log, config, reconciled: HashMap::new() }
+        Self { db, log, config, reconciled: HashMap::new(), gauges: HashMap::new() }
     }
 
     /// Reconciles until cancelled.
@@ -113,6 +119,7 @@ impl LicensingWorker {
                     if r.appended > 0 || r.held > 0 {
                         tracing::info!(account = %account, appended = r.appended, held = r.held, "licenses reconciled");
                     }
+                    self.gauges.insert(account.clone(), (r.seats, r.held > 0));
                     self.reconciled.insert(account, seq);
                     done += 1;
                 }
@@ -122,10 +129,38 @@ impl LicensingWorker {
                 }
             }
         }
+        self.publish_gauges();
         match first_error {
             Some(e) => Err(e),
             None => Ok(done),
         }
+    }
+
+    /// Seats used and limits per license (summed over accounts unless account labels are on),
+    /// and the number of accounts with a held mass revocation.
+    fn publish_gauges(&self) {
+        let m = roster_telemetry::metrics();
+        m.seats_used.reset();
+        m.seats_limit.reset();
+        let mut totals: BTreeMap<(String, String), (u64, Option<u64>)> = BTreeMap::new();
+        for (account, (seats, _)) in &self.gauges {
+            let label = if self.config.account_labels { account.clone() } else { String::new() };
+            for (license, usage) in seats {
+                let e = totals.entry((license.clone(), label.clone())).or_insert((0, Some(0)));
+                e.0 += usage.used;
+                e.1 = match (e.1, usage.limit) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    _ => None,
+                };
+            }
+        }
+        for ((license, account), (used, limit)) in totals {
+            m.seats_used.with_label_values(&[license.as_str(), account.as_str()]).set(used as i64);
+            if let Some(limit) = limit {
+                m.seats_limit.with_label_values(&[license.as_str(), account.as_str()]).set(limit as i64);
+            }
+        }
+        m.holds_pending.set(self.gauges.values().filter(|(_, held)| *held).count() as i64);
     }
 
     /// Reconciles one account now, whatever its counter says.
@@ -182,7 +217,15 @@ impl LicensingWorker {
         {
             licensing::set_hold_status(&self.db, &h.id, "confirmed", "applied").await?;
         }
-        Ok(Reconciled { appended: plan.apply.len(), held: plan.held.len() })
+        let mut after = current.clone();
+        for c in &plan.apply {
+            match &c.to {
+                Some(l) => after.insert(c.user.clone(), l.clone()),
+                None => after.remove(&c.user),
+            };
+        }
+        let seats = roster_license_policy::seat_use(&policy, &after);
+        Ok(Reconciled { appended: plan.apply.len(), held: plan.held.len(), seats })
     }
 
     async fn append(&self, account: &str, changes: &[Change]) -> Result<(), WorkerError> {

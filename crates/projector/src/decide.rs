@@ -481,6 +481,8 @@ async fn license_changed<C: ConnectionTrait>(
         }
     }
     licensing::set_license(c, account, user_id, to, reason).await?;
+    let kind = reason.get("kind").and_then(Value::as_str).unwrap_or("unknown");
+    roster_telemetry::metrics().license_changes.with_label_values(&[kind]).inc();
     Ok(ok(200, None))
 }
 

@@ -57,6 +57,9 @@ pub struct Common {
     /// …and at least this many users.
     #[arg(long, env = "ROSTER_LICENSE_HOLD_MIN_USERS", default_value_t = 10)]
     pub license_hold_min_users: usize,
+    /// Label the license seat gauges with account ids (one series per account and license).
+    #[arg(long, env = "ROSTER_METRICS_ACCOUNT_LABELS", default_value_t = false)]
+    pub metrics_account_labels: bool,
 }
 
 /// Logging from `RUST_LOG` (default `info`), as text or JSON (`ROSTER_LOG_FORMAT=json`), to stderr.

@@ -156,7 +156,11 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
         let worker = LicensingWorker::new(
             db.clone(),
             log.clone(),
-            WorkerConfig { hold: c.hold_threshold(), ..WorkerConfig::default() },
+            WorkerConfig {
+                hold: c.hold_threshold(),
+                account_labels: c.metrics_account_labels,
+                ..WorkerConfig::default()
+            },
         );
         tasks.push(tokio::spawn(worker.run(cancel.clone())));
     }
