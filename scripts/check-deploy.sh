@@ -437,7 +437,7 @@ def check_rules(pr):
             if target is None:
                 fail(f"{where}: runbook_url names {doc}, which does not exist")
             elif anchor not in target:
-                warn(f"{where}: {doc} has no #{anchor} heading yet (the runbook is in docs/kubernetes.md)")
+                fail(f"{where}: {doc} has no #{anchor} heading")
     missing = EXPECTED_ALERTS - seen
     if missing:
         fail(f"prometheus-rules.yaml: missing alerts {sorted(missing)}")

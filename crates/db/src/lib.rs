@@ -28,6 +28,11 @@ pub enum StoreError {
 /// SQLite gets WAL journaling, full fsync on commit (acknowledged writes survive power loss) and a
 /// generous busy timeout, because the log writer and the projector take turns at the write lock.
 pub async fn connect(url: &str) -> Result<Db, StoreError> {
+    connect_with_pool(url, None).await
+}
+
+/// Like [`connect`], with an explicit pool size (default: 8 for SQLite, 20 for Postgres).
+pub async fn connect_with_pool(url: &str, max_connections: Option<u32>) -> Result<Db, StoreError> {
     if let Some(path) = sqlite_path(url) {
         if let Some(dir) = std::path::Path::new(&path).parent()
             && !dir.as_os_str().is_empty()
@@ -45,7 +50,7 @@ pub async fn connect(url: &str) -> Result<Db, StoreError> {
     opts.sqlx_logging(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(10))
-        .max_connections(if url.starts_with("sqlite:") { 8 } else { 20 })
+        .max_connections(max_connections.unwrap_or(if url.starts_with("sqlite:") { 8 } else { 20 }).max(2))
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)

@@ -88,6 +88,7 @@ impl Projector {
     ) -> u64 {
         let mut applied = 0u64;
         let mut backoff = Duration::from_millis(100);
+        let mut last_success = std::time::Instant::now();
         while !cancel.is_cancelled() {
             let batch = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -95,7 +96,12 @@ impl Projector {
             };
             let step = match batch {
                 Ok(None) if source.is_bounded() => break,
-                Ok(None) => continue,
+                Ok(None) => {
+                    // Idle: nothing to read means no lag (keeps the gauges true while quiet).
+                    idle_lag(source).await;
+                    last_success = std::time::Instant::now();
+                    continue;
+                }
                 Ok(Some(batch)) => match self.apply_batch(batch.partition, &batch.records).await {
                     Ok(result) => {
                         record_batch_metrics(batch.partition, &batch.records, source.lag(batch.partition).await);
@@ -110,8 +116,12 @@ impl Projector {
                 Err(e) => Err(e.into()),
             };
             match step {
-                Ok(()) => backoff = Duration::from_millis(100),
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    last_success = std::time::Instant::now();
+                }
                 Err(e) => {
+                    stalled_lag(last_success.elapsed());
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "projector step failed");
                     tokio::select! {
                         _ = cancel.cancelled() => break,
@@ -212,4 +222,43 @@ fn record_outcome_metrics(event_type: &str, outcome: &Outcome) {
             m.rejected.with_label_values(&[event_type, reason.as_str()]).inc();
         }
     }
+}
+
+/// After an idle poll: partitions the source reports as caught up have no lag.
+async fn idle_lag(source: &mut dyn BatchSource) {
+    let m = roster_telemetry::metrics();
+    for partition in known_partitions() {
+        let lag = source.lag(partition).await;
+        let p = partition.to_string();
+        if let Some(lag) = lag {
+            m.lag_events.with_label_values(&[p.as_str()]).set(lag.max(0));
+        }
+        if lag.unwrap_or(0) <= 0 {
+            m.lag_seconds.with_label_values(&[p.as_str()]).set(0.0);
+        }
+    }
+}
+
+/// While batches fail, lag grows with the time since the last success, so a stuck projector alerts.
+fn stalled_lag(since_success: Duration) {
+    let m = roster_telemetry::metrics();
+    for partition in known_partitions() {
+        let p = partition.to_string();
+        let g = m.lag_seconds.with_label_values(&[p.as_str()]);
+        g.set(g.get().max(since_success.as_secs_f64()));
+    }
+}
+
+/// Partitions this process has reported lag for so far (partition 0 for the database log).
+fn known_partitions() -> Vec<i32> {
+    let families = roster_telemetry::metrics().lag_events.clone();
+    let mut out: Vec<i32> = prometheus::core::Collector::collect(&families)
+        .iter()
+        .flat_map(|f| f.get_metric().iter())
+        .filter_map(|m| m.get_label().iter().find(|l| l.name() == "partition").and_then(|l| l.value().parse().ok()))
+        .collect();
+    if out.is_empty() {
+        out.push(0);
+    }
+    out
 }

@@ -15,6 +15,10 @@ pub struct Common {
     /// Database URL: the read model, accounts and (without Kafka) the event log.
     #[arg(long, env = "ROSTER_DATABASE_URL", default_value = "sqlite://roster-data/roster.db?mode=rwc")]
     pub database_url: String,
+    /// Database connections per process (default 8 for SQLite, 20 for Postgres); size the total
+    /// across replicas below the server's max_connections.
+    #[arg(long, env = "ROSTER_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
     /// Kafka bootstrap servers; unset = the embedded event log in the database.
     #[arg(long, env = "ROSTER_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
@@ -45,6 +49,9 @@ pub struct Common {
     /// Requests served at once by this process; more get 503 with Retry-After.
     #[arg(long, env = "ROSTER_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
     pub max_concurrent_requests: usize,
+    /// Seconds to finish in-flight requests and batches after SIGTERM/SIGINT before exiting.
+    #[arg(long, env = "ROSTER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ROSTER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -32,7 +32,7 @@ pub enum Role {
 
 /// Runs the process until SIGTERM or SIGINT.
 pub async fn run(c: Common, role: Role) -> Result<()> {
-    let db = roster_db::connect(&c.database_url)
+    let db = roster_db::connect_with_pool(&c.database_url, c.database_max_connections)
         .await
         .with_context(|| format!("connecting to {}", roster_db::redact(&c.database_url)))?;
     if role == Role::All {
@@ -124,7 +124,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
         })
         .listen(public)?
         .disable_signals()
-        .shutdown_timeout(30)
+        .shutdown_timeout(c.shutdown_grace_secs.max(1))
         .run();
         servers.push(server.handle());
         tasks.push(tokio::spawn(async move {
@@ -176,7 +176,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
             .listen(ops)?
             .workers(1)
             .disable_signals()
-            .shutdown_timeout(10)
+            .shutdown_timeout(c.shutdown_grace_secs.max(1))
             .run();
     servers.push(ops_server.handle());
     tasks.push(tokio::spawn(async move {
@@ -196,19 +196,24 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     println!("roster: ready");
 
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    for s in &servers {
-        s.stop(true).await;
-    }
-    cancel.cancel();
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-    }
-    if let Some(k) = &kafka_log {
-        k.flush(Duration::from_secs(10));
-    }
-    if let Err(e) = usage.flush(&db).await {
-        tracing::warn!(error = %e, "recording token usage on shutdown failed");
+    let grace = Duration::from_secs(c.shutdown_grace_secs.max(1));
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down");
+    // Stop accepting and finish in-flight requests, then stop the background loops (the projector
+    // finishes or rolls back its batch), flush the producer and the token usage: all within the
+    // grace period, after which the process exits regardless.
+    let graceful = async {
+        futures_util::future::join_all(servers.iter().map(|s| s.stop(true))).await;
+        cancel.cancel();
+        futures_util::future::join_all(tasks).await;
+        if let Some(k) = &kafka_log {
+            k.flush(Duration::from_secs(5));
+        }
+        if let Err(e) = usage.flush(&db).await {
+            tracing::warn!(error = %e, "recording token usage on shutdown failed");
+        }
+    };
+    if tokio::time::timeout(grace, graceful).await.is_err() {
+        tracing::warn!("shutdown grace period exceeded; exiting anyway");
     }
     db.close().await.ok();
     Ok(())
