@@ -128,18 +128,11 @@ async fn save_user<C: ConnectionTrait>(
         return Ok(Err(e));
     }
     let version = current.version + 1;
-    let had_license = current.license_type.is_some();
     current =
         UserRow::from_attributes(current.id, attrs, current.created, env.time.clone(), version, current.license_type);
-    // Deactivation frees the seat at once, in this transaction (no round-trip through the licensing worker).
-    let freed = !current.active && had_license;
-    if freed {
-        current.license_type = None;
-    }
+    // A deactivated user's seat is free at once (the seat guard counts active holders only); the
+    // licensing worker records the revocation as a `license.changed` event with reason `deactivated`.
     write::update_user(c, &env.account_id, &current).await?;
-    if freed {
-        licensing::set_license(c, &env.account_id, &current.id, None, &deactivated_reason()).await?;
-    }
     Ok(ok(200, Some(version)))
 }
 
@@ -398,10 +391,6 @@ async fn group_deleted<C: ConnectionTrait>(
     }
     write::delete_group(c, &env.account_id, &env.resource_id).await?;
     Ok(ok(204, None))
-}
-
-fn deactivated_reason() -> Value {
-    json!({"kind": "deactivated"})
 }
 
 fn conflict(detail: impl Into<String>) -> ScimError {

@@ -83,14 +83,16 @@ pub async fn overrides<C: ConnectionTrait>(c: &C, account: &str) -> Result<HashM
     rows.iter().map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?))).collect()
 }
 
-/// How many users of the account hold `license` (the seat guard's count).
+/// How many active users of the account hold `license` (the seat guard's count). An inactive
+/// user's seat is free at once, even before the licensing worker's `license.changed` event
+/// (reason `deactivated`) records the revocation in the log.
 pub async fn count_holders<C: ConnectionTrait>(c: &C, account: &str, license: &str) -> Result<u64, StoreError> {
     let b = c.get_database_backend();
     let row = c
         .query_one_raw(stmt(
             b,
-            "SELECT COUNT(*) FROM scim_users WHERE account_id = ? AND license_type = ?",
-            [account.into(), license.into()],
+            "SELECT COUNT(*) FROM scim_users WHERE account_id = ? AND license_type = ? AND active = ?",
+            [account.into(), license.into(), true.into()],
         ))
         .await?;
     let n: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
@@ -331,8 +333,8 @@ pub async fn seat_counts<C: ConnectionTrait>(c: &C, account: &str) -> Result<BTr
     let rows = c
         .query_all_raw(stmt(
             b,
-            "SELECT license_type, COUNT(*) FROM scim_users WHERE account_id = ? AND license_type IS NOT NULL GROUP BY license_type",
-            [account.into()],
+            "SELECT license_type, COUNT(*) FROM scim_users WHERE account_id = ? AND license_type IS NOT NULL AND active = ? GROUP BY license_type",
+            [account.into(), true.into()],
         ))
         .await?;
     rows.iter()

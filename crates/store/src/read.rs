@@ -214,7 +214,8 @@ pub fn render_user(u: &UserRow, base: &str, groups: Option<&[(String, String)]>)
     if out.contains_key(ENTERPRISE_USER_SCHEMA) {
         schemas.push(ENTERPRISE_USER_SCHEMA.into());
     }
-    if let Some(lic) = &u.license_type {
+    // An inactive user holds no license (SPEC): its seat is already free for the seat guard.
+    if let Some(lic) = u.license_type.as_ref().filter(|_| u.active) {
         schemas.push(ROSTER_USER_SCHEMA.into());
         out.insert(ROSTER_USER_SCHEMA.into(), json!({ "licenseType": lic }));
     }

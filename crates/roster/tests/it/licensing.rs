@@ -125,7 +125,7 @@ fn dbt_developers_get_seats_in_order_and_a_deactivation_hands_the_seat_to_the_wa
     let seats = server().admin("GET", &format!("/admin/v1/accounts/{acc}/seats"), None).expect_json(200);
     assert_eq!(seats["seats"]["developer"], json!({"used": 2, "limit": 2}));
 
-    // Deactivating alice frees her seat at once (same transaction as the deactivation)…
+    // Deactivating alice frees her seat at once (the seat guard counts active holders only)…
     scim.patch_user_ok(alice, json!([{"op": "replace", "path": "active", "value": false}]));
     let a = scim.get_user(alice);
     assert!(a.get(ROSTER_EXT).is_none(), "a deactivated user holds no license: {a:#}");
@@ -142,6 +142,17 @@ fn dbt_developers_get_seats_in_order_and_a_deactivation_hands_the_seat_to_the_wa
     assert_eq!(last["to"], "developer");
     assert_eq!(last["reason"]["kind"], "rule");
     assert!(changes.iter().all(|e| e["actor"]["kind"] == "system" && e["outcome"]["status"] == 200));
+
+    // Alice's revocation is in the log too, with its reason.
+    let alice_changes: Vec<Value> = server()
+        .events(&acc, alice)
+        .into_iter()
+        .filter(|e| e["type"] == "license.changed" && e["outcome"]["status"] == 200)
+        .collect();
+    let revoked = alice_changes.last().map(|e| e["payload"].clone()).unwrap_or_default();
+    assert_eq!(revoked["from"], "developer", "alice's history: {alice_changes:#?}");
+    assert_eq!(revoked["to"], Value::Null);
+    assert_eq!(revoked["reason"]["kind"], "deactivated");
 }
 
 #[test]
