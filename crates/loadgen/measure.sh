@@ -5,8 +5,9 @@
 #   e.g. crates/loadgen/measure.sh --scenario creates --accounts 1 --users 20000 --concurrency 32 --report r.json
 #
 # Binaries come from $CARGO_TARGET_DIR/release (default ./target/release); build them first with
-# `cargo build --release -p roster -p roster-loadgen` (or point ROSTER_BIN / LOADGEN_BIN at them). The server's stdout/stderr are kept in the printed
-# temporary directory when the run fails. ROSTER_ENV may add environment (e.g. ROSTER_ENV="RUST_LOG=info").
+# `cargo build --release -p roster -p roster-loadgen`, or point ROSTER_BIN / LOADGEN_BIN at them.
+# The server's stdout/stderr are kept in the printed temporary directory when the run fails.
+# ROSTER_ENV may add environment for the server (e.g. ROSTER_ENV="RUST_LOG=info").
 set -euo pipefail
 
 target=${CARGO_TARGET_DIR:-target}

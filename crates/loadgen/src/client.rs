@@ -114,7 +114,7 @@ fn send(
     url: &str,
     auth: &str,
     body: Option<&str>,
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Option<Duration>, Vec<u8>), String> {
     let result = match (method, body) {
         ("GET", _) => agent.get(url).header("Authorization", auth).call(),
         ("DELETE", _) => agent.delete(url).header("Authorization", auth).call(),
@@ -128,9 +128,23 @@ fn send(
     };
     let mut resp = result.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
     let body = resp.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(|e| e.to_string())?;
-    Ok((status, body))
+    Ok((status, retry_after, body))
 }
+
+/// `Retry-After` in seconds (fractions accepted); an HTTP date or garbage gives `None`.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Statuses after which a request is retried once `Retry-After` has passed.
+const RETRYABLE: [u16; 2] = [429, 503];
+/// Wait before a retry when the server sent no usable `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Longest wait before a retry, whatever the server asks.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Distinguishes [`Scim`] clients in the per-thread agent table.
 static NEXT_CLIENT: AtomicUsize = AtomicUsize::new(0);
@@ -150,17 +164,19 @@ pub struct Scim {
     base: Arc<str>,
     auth: Arc<str>,
     progress: Arc<AtomicU64>,
+    max_retries: u32,
 }
 
 impl Scim {
     /// A client for `base` (the account's SCIM base URL, without a trailing slash) with `token`; `progress` is
-    /// incremented once per request.
-    pub fn new(base: &str, token: &str, progress: Arc<AtomicU64>) -> Self {
+    /// incremented once per request; a 429 or 503 is retried after its `Retry-After` up to `max_retries` times.
+    pub fn new(base: &str, token: &str, progress: Arc<AtomicU64>, max_retries: u32) -> Self {
         Scim {
             id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
             base: base.trim_end_matches('/').into(),
             auth: format!("Bearer {token}").into(),
             progress,
+            max_retries,
         }
     }
 
@@ -170,7 +186,9 @@ impl Scim {
     }
 
     /// Sends `method base+path` and records it under `kind`: a status in `expect` is a success, anything else
-    /// (or a transport error) an error. Returns the answer when the status was expected.
+    /// (or a transport error) an error. A 429 or 503 is counted as throttled and retried after its
+    /// `Retry-After` (at most `max_retries` times; the throttled attempts are not latency samples). Returns the
+    /// answer when the status was expected.
     pub fn call(
         &self,
         stats: &mut Stats,
@@ -181,16 +199,29 @@ impl Scim {
         expect: &[u16],
     ) -> Option<Answer> {
         let url = format!("{}{}", self.base, path);
-        let t = Instant::now();
         let agent = self.agent();
-        let result = send(&agent, method, &url, &self.auth, body);
-        let micros = micros_since(t);
-        self.progress.fetch_add(1, Ordering::Relaxed);
+        let mut attempt = 0;
+        let (result, micros) = loop {
+            let t = Instant::now();
+            let result = send(&agent, method, &url, &self.auth, body);
+            let micros = micros_since(t);
+            self.progress.fetch_add(1, Ordering::Relaxed);
+            match &result {
+                Ok((status, retry_after, _))
+                    if RETRYABLE.contains(status) && !expect.contains(status) && attempt < self.max_retries =>
+                {
+                    attempt += 1;
+                    stats.throttled(kind, *status);
+                    std::thread::sleep(retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER));
+                }
+                _ => break (result, micros),
+            }
+        };
         if kind.is_write() {
             stats.note_write(Instant::now());
         }
         match result {
-            Ok((status, body)) => {
+            Ok((status, _, body)) => {
                 let answer = Answer { status, body, micros };
                 if expect.contains(&status) {
                     stats.ok(kind, micros);
@@ -307,6 +338,14 @@ mod tests {
         assert!(contains(b, "\"abc\""));
         assert!(!contains(b, "\"abd\""));
         assert!(!contains(b, ""));
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub struct Config {
     /// Single-member adds measured at each group size in the member-add scenario.
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
+    /// Retries of a request answered 429 or 503, each after the server's `Retry-After` (0: no retries, the
+    /// answer counts as an error).
+    #[arg(long, default_value_t = 5)]
+    pub max_retries: u32,
     /// Keep re-running the correctness check for up to this many seconds until it passes (0: check once).
     #[arg(long, default_value_t = 0)]
     pub converge_timeout_secs: u64,
@@ -111,6 +115,7 @@ impl Config {
             duration_secs: None,
             seed: 1,
             samples: 200,
+            max_retries: 5,
             converge_timeout_secs: 0,
             report: None,
             server_pid: None,

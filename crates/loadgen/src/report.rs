@@ -50,6 +50,10 @@ pub struct Report {
     pub errors_by_kind_status: BTreeMap<String, u64>,
     /// A few failed exchanges.
     pub error_examples: Vec<String>,
+    /// Attempts answered 429/503 and retried after `Retry-After`, all phases.
+    pub throttled: u64,
+    /// Throttled attempts by kind and status.
+    pub throttled_by_kind_status: BTreeMap<String, u64>,
     /// Time to convergence.
     pub convergence: Convergence,
     /// The correctness check.
@@ -154,6 +158,9 @@ pub struct Resources {
     /// Average number of server threads that were runnable but waiting for a CPU (run-queue wait seconds over
     /// wall seconds); well above 0 means the machine was oversubscribed and the server was starved of CPU.
     pub server_runqueue_wait: Option<f64>,
+    /// Average cores used by everything else on the machine (busy cores minus the load generator and the
+    /// server); other work competing for the CPUs makes the figures pessimistic.
+    pub other_cores: Option<f64>,
 }
 
 /// CPU seconds (user + system) of a process from `/proc/<pid>/stat` (`pid` may be `self`); `None` elsewhere.
@@ -377,6 +384,8 @@ pub fn build(i: Inputs) -> Report {
         errors_by_status: all_stats.errors_by_status.clone(),
         errors_by_kind_status: all_stats.errors_by_kind_status.clone(),
         error_examples: all_stats.error_examples.clone(),
+        throttled: all_stats.total_throttled(),
+        throttled_by_kind_status: all_stats.throttled_by_kind_status.clone(),
         convergence,
         correctness,
         member_add: i.accounts.iter().filter_map(|a| a.member_add.clone()).collect(),
@@ -461,6 +470,14 @@ impl Report {
             for e in self.error_examples.iter().take(5) {
                 let _ = writeln!(s, "  e.g. {e}");
             }
+        }
+        if self.throttled > 0 {
+            let list: Vec<String> = self.throttled_by_kind_status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let _ = writeln!(
+                s,
+                "\nthrottled (retried after Retry-After, not counted as requests or errors): {}",
+                list.join(", ")
+            );
         }
         for m in &self.member_add {
             let _ = writeln!(s, "\nmember-add (account {}, single-member PATCH, sequential):", m.account);

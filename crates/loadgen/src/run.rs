@@ -1,6 +1,6 @@
 //! Orchestration of a run: accounts, the scenarios and their phases, and the correctness check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -224,7 +224,7 @@ pub fn member_add_checkpoints(users: usize) -> Vec<usize> {
 
 impl AccountRun {
     fn new(index: usize, access: AccountAccess, cfg: &Config, progress: &Progress) -> Self {
-        let scim = Scim::new(&access.scim_base_url, &access.token, progress.counter.clone());
+        let scim = Scim::new(&access.scim_base_url, &access.token, progress.counter.clone(), cfg.max_retries);
         let seed = cfg.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         AccountRun {
             index,
@@ -465,12 +465,16 @@ impl AccountRun {
         // --- groups ---
         let live: Vec<String> = self.model.users.values().map(|u| u.id.clone()).collect();
         let avg = if self.model.groups.is_empty() { 0 } else { self.model.memberships() / self.model.groups.len() };
+        // Members are considered in user sequence order, not id order, so that the choices do not depend on the
+        // ids the server hands out.
+        let seq_of: HashMap<&str, u64> = self.model.users.iter().map(|(seq, u)| (u.id.as_str(), *seq)).collect();
         let mut gtasks = Vec::new();
         let rng = &mut self.rng;
         for (gseq, g) in &self.model.groups {
             let rename =
                 rng.chance(RENAME_CHANCE).then(|| (format!("{} v{cycle}", Self::group_name(*gseq)), dialect(rng)));
-            let members: Vec<&String> = g.members.iter().collect();
+            let mut members: Vec<&String> = g.members.iter().collect();
+            members.sort_by_key(|id| seq_of.get(id.as_str()).copied().unwrap_or(u64::MAX));
             let remove: Vec<String> = rng
                 .sample_indices(members.len(), portion(members.len(), REMOVE_SHARE))
                 .into_iter()
@@ -674,7 +678,7 @@ impl AccountRun {
             expected: "readable".into(),
             actual: e,
         };
-        let users = match list_all(&self.scim, &mut st, Kind::CheckUsers, "/Users?") {
+        let users = match list_all(&self.scim, &mut st, Kind::CheckUsers, "/Users?", ObservedUser::from_json) {
             Ok(v) => v,
             Err(e) => {
                 result.mismatches.push(fail("list users", e));
@@ -683,7 +687,8 @@ impl AccountRun {
                 return;
             }
         };
-        let listed = match list_all(&self.scim, &mut st, Kind::CheckGroups, "/Groups?excludedAttributes=members&") {
+        let prefix = "/Groups?excludedAttributes=members&";
+        let listed = match list_all(&self.scim, &mut st, Kind::CheckGroups, prefix, ObservedGroup::from_json) {
             Ok(v) => v,
             Err(e) => {
                 result.mismatches.push(fail("list groups", e));
@@ -692,8 +697,6 @@ impl AccountRun {
                 return;
             }
         };
-        let users: Vec<ObservedUser> = users.iter().map(ObservedUser::from_json).collect();
-        let listed: Vec<ObservedGroup> = listed.iter().map(ObservedGroup::from_json).collect();
         let scim = &self.scim;
         let (details, dst) = run_tasks(concurrency, &listed, None, |g, s| {
             let ans = scim.call(s, Kind::CheckGroup, "GET", &format!("/Groups/{}", g.id), None, &[200])?;
@@ -745,25 +748,28 @@ struct GroupTask {
     add_dialect: Dialect,
 }
 
-/// Reads every page of a list (`prefix` ends with `?` or `&`), `count=1000` per page.
-fn list_all(scim: &Scim, st: &mut Stats, kind: Kind, prefix: &str) -> Result<Vec<Value>, String> {
+/// Reads every page of a list (`prefix` ends with `?` or `&`), `count=1000` per page, converting each resource
+/// with `convert` as the page arrives (so that a large account is never held as JSON values all at once).
+fn list_all<T>(
+    scim: &Scim,
+    st: &mut Stats,
+    kind: Kind,
+    prefix: &str,
+    convert: impl Fn(&Value) -> T,
+) -> Result<Vec<T>, String> {
     let mut out = Vec::new();
     let mut start = 1;
     loop {
         let path = format!("{prefix}startIndex={start}&count={CHECK_PAGE}");
         let ans = scim.call(st, kind, "GET", &path, None, &[200]).ok_or_else(|| format!("GET {path} failed"))?;
-        let mut v = ans.json();
+        let v = ans.json();
         let total = v["totalResults"].as_u64().ok_or_else(|| format!("GET {path}: no totalResults"))? as usize;
-        let page = match v.get_mut("Resources").map(Value::take) {
-            Some(Value::Array(a)) => a,
-            _ => Vec::new(),
-        };
-        let got = page.len();
-        out.extend(page);
-        if got == 0 || out.len() >= total {
+        let page = v["Resources"].as_array().map_or(&[][..], Vec::as_slice);
+        out.extend(page.iter().map(&convert));
+        if page.is_empty() || out.len() >= total {
             return Ok(out);
         }
-        start += got;
+        start += page.len();
     }
 }
 

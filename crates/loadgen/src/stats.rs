@@ -104,6 +104,8 @@ pub struct Stats {
     pub error_examples: Vec<String>,
     /// When the response to the latest write arrived.
     pub last_write: Option<Instant>,
+    /// Throttled attempts (429/503, retried after `Retry-After`) by kind and status (`"user-create 429"`).
+    pub throttled_by_kind_status: BTreeMap<String, u64>,
 }
 
 /// How many failed exchanges a [`Stats`] keeps verbatim.
@@ -146,6 +148,16 @@ impl Stats {
         }
     }
 
+    /// Counts an attempt answered 429 or 503 that is retried (not a latency sample, not an error).
+    pub fn throttled(&mut self, kind: Kind, status: u16) {
+        *self.throttled_by_kind_status.entry(format!("{} {status}", kind.name())).or_default() += 1;
+    }
+
+    /// Throttled attempts of all kinds.
+    pub fn total_throttled(&self) -> u64 {
+        self.throttled_by_kind_status.values().sum()
+    }
+
     /// Notes that a write's response arrived at `at`.
     pub fn note_write(&mut self, at: Instant) {
         if self.last_write.is_none_or(|w| w < at) {
@@ -170,6 +182,9 @@ impl Stats {
         }
         for (k, v) in other.errors_by_kind_status {
             *self.errors_by_kind_status.entry(k).or_default() += v;
+        }
+        for (k, v) in other.throttled_by_kind_status {
+            *self.throttled_by_kind_status.entry(k).or_default() += v;
         }
         for e in other.error_examples {
             if self.error_examples.len() < MAX_ERROR_EXAMPLES {
@@ -328,7 +343,11 @@ mod tests {
         b.ok(Kind::UserLookup, 50);
         b.fail(Kind::UserCreate, 300, "409", || "dup2".into());
         b.fail(Kind::UserLookup, 300, "transport", || "reset".into());
+        b.throttled(Kind::UserCreate, 429);
+        a.throttled(Kind::UserCreate, 429);
         a.merge(b);
+        assert_eq!(a.throttled_by_kind_status.get("user-create 429"), Some(&2));
+        assert_eq!(a.total_throttled(), 2);
         assert_eq!(a.count(Kind::UserCreate), 3);
         assert_eq!(a.count(Kind::UserLookup), 2);
         assert_eq!(a.total(), 5);
