@@ -12,12 +12,20 @@ run:
 build:
 	$(CARGO) build --release -p roster
 
-## The whole suite: unit, real-database and black-box integration tests. Starts the local
-## Postgres it needs (scripts/services.sh) so Postgres-backed tests run too.
+## The whole suite: unit, real-database and black-box integration tests; the integration suite
+## (crates/roster/tests/it) runs on all three backends: SQLite, Postgres, and Postgres + Kafka
+## with two ingress, two projector and one licensing process per server. Starts the local
+## Postgres and Kafka it needs (scripts/services.sh).
 test:
-	@eval "$$(ROSTER_SERVICES=postgres scripts/services.sh start)" && \
-	  export ROSTER_TEST_DATABASE_URL="$$ROSTER_DATABASE_URL" && unset ROSTER_DATABASE_URL && \
-	  $(CARGO) test --workspace
+	@eval "$$(scripts/services.sh start)" && \
+	  export ROSTER_TEST_DATABASE_URL="$$ROSTER_DATABASE_URL" ROSTER_TEST_KAFKA_BROKERS="$$ROSTER_KAFKA_BROKERS" && \
+	  unset ROSTER_DATABASE_URL ROSTER_KAFKA_BROKERS && \
+	  SECONDS=0 && ROSTER_IT_BACKEND=sqlite $(CARGO) test --workspace && \
+	  echo "make test: workspace (integration suite on sqlite) passed in $${SECONDS}s" && \
+	  for backend in postgres kafka; do \
+	    SECONDS=0 && ROSTER_IT_BACKEND=$$backend $(CARGO) test -p roster --test it || exit 1; \
+	    echo "make test: integration suite on $$backend passed in $${SECONDS}s"; \
+	  done
 
 lint:
 	$(CARGO) fmt --all -- --check

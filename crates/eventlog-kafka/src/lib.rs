@@ -305,7 +305,13 @@ impl BatchSource for KafkaSource {
         }
         let first = match tokio::time::timeout(self.idle, self.consumer.recv()).await {
             Err(_) => return Ok(None),
-            Ok(Err(e)) => return Err(unavailable("Kafka consumer error", e)),
+            // Transport errors (broker down, connection reset) are reported by librdkafka, which
+            // reconnects on its own: treat them as "nothing yet" instead of backing off, so the
+            // projector resumes within moments of the broker's return.
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Kafka consumer error; librdkafka retries");
+                return Ok(None);
+            }
             Ok(Ok(m)) => record_of(m.partition(), m.offset(), m.payload()),
         };
         let mut n = 1;
@@ -318,7 +324,10 @@ impl BatchSource for KafkaSource {
                     self.pending.entry(r.position.partition).or_default().push(r);
                     n += 1;
                 }
-                Ok(Err(e)) => return Err(unavailable("Kafka consumer error", e)),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "Kafka consumer error; librdkafka retries");
+                    break;
+                }
                 Err(_) => break,
             }
         }

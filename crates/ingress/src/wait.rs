@@ -1,7 +1,7 @@
 //! Waiting for the projector's decision on an event (read-your-writes).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use roster_db::Db;
 use roster_events::Outcome;
@@ -10,18 +10,24 @@ use sea_orm::DbBackend;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-/// How a write learns its outcome: from the in-process projector when there is one, otherwise by
-/// reading the outcome table — woken by Postgres `NOTIFY roster_applied` after each projector
-/// commit, with exponential back-off polling as the safety net (and the only means on SQLite).
+/// How a write learns its outcome. Requests register in an [`OutcomeHub`]: the in-process
+/// projector's when there is one; otherwise a hub fed by one background task that looks up the
+/// outcomes of *all* waiting events in one query each time it wakes — on Postgres
+/// `NOTIFY roster_applied` (sent by the projector at each batch commit), with a short poll as the
+/// safety net (and the only means on SQLite).
 #[derive(Clone)]
 pub struct OutcomeWaiter {
     db: Db,
-    hub: Option<Arc<OutcomeHub>>,
-    applied: Option<watch::Receiver<u64>>,
+    hub: Arc<OutcomeHub>,
 }
 
 /// The channel the projector notifies after each committed batch (Postgres only).
 pub const APPLIED_CHANNEL: &str = "roster_applied";
+
+/// How often waiting events are looked up when no notification arrives.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// The safety-net poll when notifications are available.
+const NOTIFIED_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Listens for projector commits and bumps a counter; reconnects after failures.
 fn spawn_listener(db: &Db) -> watch::Receiver<u64> {
@@ -51,70 +57,76 @@ fn spawn_listener(db: &Db) -> watch::Receiver<u64> {
     rx
 }
 
+/// Completes waiting requests from the outcome table: one query for every waiter per wake-up, so
+/// the database load does not grow with the number of requests in flight.
+fn spawn_poller(db: Db, hub: Arc<OutcomeHub>) {
+    let mut applied = (db.get_database_backend() == DbBackend::Postgres).then(|| spawn_listener(&db));
+    tokio::spawn(async move {
+        loop {
+            match applied.as_mut() {
+                Some(rx) => {
+                    let _ = tokio::time::timeout(NOTIFIED_POLL_INTERVAL, rx.changed()).await;
+                }
+                None => tokio::time::sleep(POLL_INTERVAL).await,
+            }
+            let ids: Vec<String> = hub.waiting_ids().iter().map(Uuid::to_string).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            match roster_store::outcomes::get_many(&db, &ids).await {
+                Ok(found) => {
+                    for (id, outcome) in found {
+                        if let Ok(id) = Uuid::parse_str(&id) {
+                            hub.complete(&id, outcome);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "looking up outcomes failed; retrying"),
+            }
+        }
+    });
+}
+
 /// A registration made before appending, so the outcome cannot be missed.
 pub struct Pending {
     event_id: Uuid,
-    rx: Option<oneshot::Receiver<Outcome>>,
+    rx: oneshot::Receiver<Outcome>,
 }
 
 impl OutcomeWaiter {
-    /// A waiter; `hub` is the in-process projector's outcome hub, if it runs in this process.
+    /// A waiter; `hub` is the in-process projector's outcome hub, if it runs in this process
+    /// (otherwise outcomes are looked up in the database by a background task).
     pub fn new(db: Db, hub: Option<Arc<OutcomeHub>>) -> Self {
-        let applied = (hub.is_none() && db.get_database_backend() == DbBackend::Postgres).then(|| spawn_listener(&db));
-        Self { db, hub, applied }
+        let hub = match hub {
+            Some(h) => h,
+            None => {
+                let h = Arc::new(OutcomeHub::default());
+                spawn_poller(db.clone(), h.clone());
+                h
+            }
+        };
+        Self { db, hub }
     }
 
     /// Registers interest in `event_id`'s outcome.
     pub fn register(&self, event_id: Uuid) -> Pending {
-        Pending { event_id, rx: self.hub.as_ref().map(|h| h.register(event_id)) }
+        Pending { event_id, rx: self.hub.register(event_id) }
     }
 
     /// Gives up on a registration (the append failed).
     pub fn cancel(&self, pending: Pending) {
-        if let Some(h) = &self.hub {
-            h.forget(&pending.event_id);
-        }
+        self.hub.forget(&pending.event_id);
     }
 
     /// Waits up to `timeout` for the outcome; `None` on time-out (the event stays durable and
     /// will be applied exactly once).
     pub async fn wait(&self, pending: Pending, timeout: Duration) -> Option<Outcome> {
         let Pending { event_id, rx } = pending;
-        let result = match rx {
-            Some(rx) => tokio::time::timeout(timeout, rx).await.ok().and_then(Result::ok),
-            None => self.poll(event_id, timeout).await,
-        };
-        if result.is_none() {
-            if let Some(h) = &self.hub {
-                h.forget(&event_id);
-            }
-            // The projector may have finished just as we gave up, or published before we listened.
-            return roster_store::outcomes::get(&self.db, &event_id.to_string()).await.ok().flatten();
+        if let Ok(Ok(outcome)) = tokio::time::timeout(timeout, rx).await {
+            return Some(outcome);
         }
-        result
-    }
-
-    async fn poll(&self, event_id: Uuid, timeout: Duration) -> Option<Outcome> {
-        let deadline = Instant::now() + timeout;
-        let id = event_id.to_string();
-        let mut delay = Duration::from_millis(2);
-        let mut applied = self.applied.clone();
-        loop {
-            if let Ok(Some(o)) = roster_store::outcomes::get(&self.db, &id).await {
-                return Some(o);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            let wait = delay.min(deadline - now);
-            match applied.as_mut() {
-                Some(rx) => {
-                    let _ = tokio::time::timeout(wait, rx.changed()).await;
-                }
-                None => tokio::time::sleep(wait).await,
-            }
-            delay = (delay * 2).min(Duration::from_millis(100));
-        }
+        self.hub.forget(&event_id);
+        // The projector may have finished just as we gave up.
+        roster_store::outcomes::get(&self.db, &event_id.to_string()).await.ok().flatten()
     }
 }

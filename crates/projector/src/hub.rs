@@ -38,6 +38,12 @@ impl OutcomeHub {
         }
     }
 
+    /// The events requests are waiting for (a process without an in-process projector looks
+    /// their outcomes up in one query per wake-up).
+    pub fn waiting_ids(&self) -> Vec<Uuid> {
+        self.waiters.lock().map(|w| w.keys().copied().collect()).unwrap_or_default()
+    }
+
     /// Number of requests currently waiting (a gauge for metrics and tests).
     pub fn waiting(&self) -> usize {
         self.waiters.lock().map(|w| w.len()).unwrap_or(0)

@@ -36,8 +36,18 @@ pub struct ReplayArgs {
     pub batch: usize,
 }
 
-const READ_MODEL_TABLES: [&str; 5] =
-    ["scim_members", "scim_groups", "scim_users", "event_outcomes", "consumer_positions"];
+/// Everything the projector derives from the log. License holds are not among them: the licensing
+/// worker records them for an operator and re-creates any that still apply.
+const READ_MODEL_TABLES: [&str; 8] = [
+    "scim_members",
+    "scim_groups",
+    "scim_users",
+    "event_outcomes",
+    "consumer_positions",
+    "license_policies",
+    "license_overrides",
+    "account_state",
+];
 
 /// Runs the replay.
 pub async fn run(args: ReplayArgs) -> Result<()> {

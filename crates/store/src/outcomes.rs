@@ -70,6 +70,27 @@ pub async fn get<C: ConnectionTrait>(c: &C, event_id: &str) -> Result<Option<Out
     }
 }
 
+/// The outcomes of those of `event_ids` that have been applied (one query per 500 ids).
+pub async fn get_many<C: ConnectionTrait>(c: &C, event_ids: &[String]) -> Result<Vec<(String, Outcome)>, StoreError> {
+    let b = c.get_database_backend();
+    let mut out = Vec::new();
+    for chunk in event_ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let rows = c
+            .query_all_raw(stmt(
+                b,
+                &format!("SELECT event_id, status, version, error FROM event_outcomes WHERE event_id IN ({marks})"),
+                chunk.iter().map(|s| Value::from(s.clone())),
+            ))
+            .await?;
+        for r in rows {
+            let id: String = r.try_get_by_index(0)?;
+            out.push((id, outcome_from(r.try_get_by_index(1)?, r.try_get_by_index(2)?, r.try_get_by_index(3)?)?));
+        }
+    }
+    Ok(out)
+}
+
 /// A resource's change history, oldest first: each event's envelope with its outcome.
 pub async fn history<C: ConnectionTrait>(
     c: &C,

@@ -6,7 +6,7 @@ use std::thread;
 use serde_json::{Value, json};
 
 use crate::harness::scim::id_of;
-use crate::harness::{Resp, Scim, Server, USER_SCHEMA, member_ids, set, uid, version_number};
+use crate::harness::{Backend, Req, Resp, Scim, Server, USER_SCHEMA, backend, member_ids, set, uid, version_number};
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
@@ -176,4 +176,31 @@ fn concurrent_patches_of_distinct_attributes_on_one_user_lose_nothing() {
     assert!(versions.iter().all(|v| *v > v0), "versions grow: {versions:?} after {v0}");
     assert!(last >= v0 + attrs.len() as u64, "every PATCH must bump the version ({v0} -> {last}): {got}");
     assert!(versions.iter().all(|v| *v <= last), "no response is newer than the final state: {versions:?} vs {last}");
+}
+
+#[test]
+fn a_write_through_one_ingress_replica_is_visible_on_the_next_read_through_another() {
+    let srv = server();
+    let scim = srv.tenant();
+    let origins = srv.public_origins();
+    if backend() == Backend::Kafka {
+        assert!(origins.len() >= 2, "the Kafka backend runs two ingress replicas: {origins:?}");
+    }
+    let id = scim.user_id(&format!("ryw-{}@contoso.com", uid()));
+    let path = format!("/scim/v2/accounts/{}/Users/{id}", scim.account_id);
+    let auth = format!("Bearer {}", scim.token);
+    for i in 0..12 {
+        let (w, r) = (&origins[i % origins.len()], &origins[(i + 1) % origins.len()]);
+        let title = format!("title-{i}");
+        let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                          "Operations": [{"op": "Replace", "path": "title", "value": title}]});
+        Req::new("PATCH", format!("{w}{path}"))
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/scim+json")
+            .body(body.to_string())
+            .send(scim.agent())
+            .scim(200);
+        let got = Req::new("GET", format!("{r}{path}")).header("Authorization", &auth).send(scim.agent()).scim(200);
+        assert_eq!(got["title"], title.as_str(), "written through {w}, read through {r}: {got}");
+    }
 }

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | `sqlite` (default) | SQLite file | embedded | one `roster serve` |
 //! | `postgres` | fresh database on `ROSTER_TEST_DATABASE_URL`'s server | embedded | one `roster serve` |
-//! | `kafka` | as `postgres` | topic `roster-it-<pid>-<uuid>` on `ROSTER_TEST_KAFKA_BROKERS` | two `roster ingress`, two `roster projector` |
+//! | `kafka` | as `postgres` | topic `roster-it-<pid>-<uuid>` on `ROSTER_TEST_KAFKA_BROKERS` | two `roster ingress`, two `roster projector`, one `roster licensing` |
 //!
 //! Postgres databases and Kafka topics are dropped when their owner is dropped; those of shared
 //! servers (statics are never dropped) and of crashed runs carry the test process id in their name
@@ -30,7 +30,7 @@ pub enum Backend {
     Sqlite,
     /// Postgres and the embedded log, one `roster serve` per server.
     Postgres,
-    /// Postgres and a Kafka topic; two ingress and two projector processes per server.
+    /// Postgres and a Kafka topic; two ingress, two projector and one licensing process per server.
     Kafka,
 }
 
@@ -279,7 +279,7 @@ impl Drop for KafkaTopic {
             return;
         }
         let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        delete_kafka(&self.brokers, &[self.topic.clone()], &groups);
+        delete_kafka(&self.brokers, std::slice::from_ref(&self.topic), &groups);
     }
 }
 

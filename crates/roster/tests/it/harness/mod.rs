@@ -135,6 +135,8 @@ pub enum Role {
     Ingress,
     /// `roster projector`.
     Projector,
+    /// `roster licensing`: the licensing worker.
+    Licensing,
 }
 
 impl Role {
@@ -143,12 +145,13 @@ impl Role {
             Role::Serve => "serve",
             Role::Ingress => "ingress",
             Role::Projector => "projector",
+            Role::Licensing => "licensing",
         }
     }
 
     /// Whether the process serves SCIM on a public port.
     pub fn is_public(self) -> bool {
-        self != Role::Projector
+        matches!(self, Role::Serve | Role::Ingress)
     }
 }
 
@@ -157,28 +160,36 @@ impl Role {
 pub enum Topology {
     /// One `roster serve`.
     Serve,
-    /// Separate `roster ingress` and `roster projector` processes (ingress replicas first).
+    /// Separate `roster ingress`, `roster projector` and `roster licensing` processes.
     Split {
         /// Number of `roster ingress` processes (at least 1).
         ingress: usize,
         /// Number of `roster projector` processes.
         projectors: usize,
+        /// Number of `roster licensing` processes.
+        licensing: usize,
     },
 }
 
 impl Topology {
-    /// What the backend of this run uses for a server: `serve`, or 2 + 2 processes on Kafka.
+    /// What the backend of this run uses for a server: `serve`, or on Kafka two ingress and two
+    /// projector replicas and one licensing worker.
     pub fn for_backend() -> Topology {
-        if backend().runs_serve() { Topology::Serve } else { Topology::Split { ingress: 2, projectors: 2 } }
+        if backend().runs_serve() {
+            Topology::Serve
+        } else {
+            Topology::Split { ingress: 2, projectors: 2, licensing: 1 }
+        }
     }
 
     fn roles(self) -> Vec<Role> {
         match self {
             Topology::Serve => vec![Role::Serve],
-            Topology::Split { ingress, projectors } => {
+            Topology::Split { ingress, projectors, licensing } => {
                 assert!(ingress >= 1, "a server needs at least one ingress");
                 let mut r = vec![Role::Ingress; ingress];
                 r.extend(std::iter::repeat_n(Role::Projector, projectors));
+                r.extend(std::iter::repeat_n(Role::Licensing, licensing));
                 r
             }
         }
@@ -477,13 +488,16 @@ impl Server {
     }
 
     fn update_router(&self) {
-        let origins = self
-            .members
+        self.router.set(self.public.clone(), self.public_origins());
+    }
+
+    /// `http://127.0.0.1:<port>` of every running public process (the ingress replicas).
+    pub fn public_origins(&self) -> Vec<String> {
+        self.members
             .iter()
             .filter(|m| m.proc.is_some() && m.role.is_public())
             .filter_map(|m| m.public_addr.as_ref().map(|a| format!("http://{a}")))
-            .collect();
-        self.router.set(self.public.clone(), origins);
+            .collect()
     }
 
     /// What defines this server (database, topic, admin token, processes).
