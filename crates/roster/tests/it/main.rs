@@ -16,6 +16,7 @@
 mod harness;
 
 mod concurrency;
+mod db_outage;
 mod durability;
 mod entra_flow;
 mod failures;
