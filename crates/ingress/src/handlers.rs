@@ -127,7 +127,7 @@ async fn submit(
         account_id: account.to_string(),
         resource_type,
         resource_id,
-        time: roster_scim::time::format_datetime(chrono::Utc::now()),
+        time: roster_scim::time::now(),
         request_id: req
             .headers()
             .get("x-request-id")

@@ -197,7 +197,7 @@ impl LicensingWorker {
                     let hold = Hold {
                         id: Uuid::new_v4().simple().to_string(),
                         account_id: account.to_string(),
-                        created_at: now(),
+                        created_at: roster_scim::time::now(),
                         status: "pending".into(),
                         summary,
                         changes,
@@ -230,7 +230,7 @@ impl LicensingWorker {
 
     async fn append(&self, account: &str, changes: &[Change]) -> Result<(), WorkerError> {
         for chunk in changes.chunks(APPEND_BATCH) {
-            let time = now();
+            let time = roster_scim::time::now();
             let events = chunk.iter().map(|c| license_changed(account, &time, c)).collect();
             self.log.append(events).await?;
         }
@@ -257,8 +257,4 @@ pub fn license_changed(account: &str, time: &str, c: &Change) -> Envelope {
             reason: serde_json::to_value(&c.reason).unwrap_or(Value::Null),
         },
     }
-}
-
-fn now() -> String {
-    roster_scim::time::format_datetime(chrono::Utc::now())
 }

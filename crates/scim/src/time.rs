@@ -26,6 +26,11 @@ pub fn normalize_datetime(s: &str) -> Result<String, ScimError> {
     parse_datetime(s).map(format_datetime)
 }
 
+/// The current time in the canonical form, as every timestamp Roster writes.
+pub fn now() -> String {
+    format_datetime(Utc::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,14 +67,6 @@ impl From<sea_orm::DbErr> for AccountError {
     }
 }
 
-fn now() -> String {
-    roster_scim_time_now()
-}
-
-fn roster_scim_time_now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
 fn random_hex(bytes: usize) -> Result<String, AccountError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| AccountError::Random(e.to_string()))?;
@@ -104,7 +96,7 @@ pub async fn create_account(db: &Db, name: &str) -> Result<Account, AccountError
     if find_account_by_name(db, name).await?.is_some() {
         return Err(AccountError::NameTaken(name.to_string()));
     }
-    let account = Account { id: random_hex(8)?, name: name.to_string(), created_at: now() };
+    let account = Account { id: random_hex(8)?, name: name.to_string(), created_at: roster_scim::time::now() };
     let b = db.get_database_backend();
     let res = db
         .execute_raw(stmt(
@@ -163,7 +155,7 @@ pub async fn create_token(db: &Db, account_id: &str, name: &str) -> Result<(Toke
         id: random_hex(8)?,
         account_id: account_id.into(),
         name: name.into(),
-        created_at: now(),
+        created_at: roster_scim::time::now(),
         last_used_at: None,
         revoked_at: None,
     };
@@ -214,7 +206,7 @@ pub async fn revoke_token(db: &Db, account_id: &str, token_id: &str) -> Result<b
         .execute_raw(stmt(
             b,
             "UPDATE scim_tokens SET revoked_at = ? WHERE account_id = ? AND id = ? AND revoked_at IS NULL",
-            [now().into(), account_id.into(), token_id.into()],
+            [roster_scim::time::now().into(), account_id.into(), token_id.into()],
         ))
         .await?;
     Ok(res.rows_affected() > 0)
@@ -241,7 +233,7 @@ pub async fn authenticate(db: &Db, account_id: &str, secret: &str) -> Result<Opt
         return Ok(None);
     }
     if let Some(exp) = expires
-        && exp <= now()
+        && exp <= roster_scim::time::now()
     {
         return Ok(None);
     }
@@ -258,7 +250,7 @@ impl UsageRecorder {
     /// Notes that a token was used now.
     pub fn touch(&self, token_id: &str) {
         if let Ok(mut p) = self.pending.lock() {
-            p.insert(token_id.to_string(), now());
+            p.insert(token_id.to_string(), roster_scim::time::now());
         }
     }
 
