@@ -56,7 +56,11 @@ impl KafkaConfig {
 
     fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers).set("client.id", "roster").set("log_level", "4");
+        // Reconnect within a second of a broker's return (librdkafka's default backs off to 10 s).
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", "roster")
+            .set("log_level", "4")
+            .set("reconnect.backoff.max.ms", "1000");
         c
     }
 }
