@@ -70,7 +70,7 @@ fn envelope(account: &str, resource_type: ResourceType, resource_id: &str, paylo
         account_id: account.to_string(),
         resource_type,
         resource_id: resource_id.to_string(),
-        time: roster_scim::time::format_datetime(chrono::Utc::now()),
+        time: roster_scim::time::now(),
         request_id: None,
         trace_context: None,
         actor: Actor::Admin,
@@ -80,24 +80,14 @@ fn envelope(account: &str, resource_type: ResourceType, resource_id: &str, paylo
 
 /// Appends events (in order) and waits for the last one's outcome; a rejection becomes its HTTP status.
 async fn submit(state: &AdminState, events: Vec<Envelope>) -> Result<Outcome, HttpResponse> {
-    let Some(last) = events.last().map(|e| e.event_id) else {
-        return Ok(Outcome { status: 200, version: None, error: None });
-    };
     let settings = &state.licensing;
-    let pending = settings.waiter.register(last);
-    if let Err(e) = state.log.append(events).await {
-        settings.waiter.cancel(pending);
-        return Err(internal(format!("event log append failed: {e}")));
-    }
-    match settings.waiter.wait(pending, settings.apply_timeout).await {
-        Some(o) => match &o.error {
+    match settings.waiter.submit(state.log.as_ref(), events, settings.apply_timeout).await {
+        Ok(o) => match &o.error {
             Some(err) => Err(error(StatusCode::from_u16(o.status).unwrap_or(StatusCode::BAD_REQUEST), &err.detail)),
             None => Ok(o),
         },
-        None => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the change is recorded but not applied yet; it will be applied exactly once",
-        )),
+        Err(e @ roster_ingress::SubmitError::Append(_)) => Err(internal(e)),
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
     }
 }
 

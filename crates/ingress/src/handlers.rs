@@ -137,27 +137,19 @@ async fn submit(
         actor: Actor::ScimToken { token_id },
         payload,
     };
-    let pending = state.waiter.register(env.event_id);
-    if let Err(e) = state.log.append(vec![env]).await {
-        state.waiter.cancel(pending);
-        return Err(ApiError::Unavailable(format!("event log append failed: {e}")));
-    }
-    let waited = roster_telemetry::metrics().write_wait.start_timer();
-    let outcome = state.waiter.wait(pending, state.config.apply_timeout).await;
-    waited.observe_duration();
-    match outcome {
-        Some(outcome) => match &outcome.error {
-            Some(err) => Err(ScimError {
-                status: outcome.status,
-                scim_type: err.scim_type.as_deref().and_then(roster_scim::ScimType::parse),
-                detail: err.detail.clone(),
-            }
-            .into()),
-            None => Ok(outcome),
-        },
-        None => Err(ApiError::Unavailable(
-            "the change is recorded but not applied yet; it will be applied exactly once".into(),
-        )),
+    let outcome = state
+        .waiter
+        .submit(state.log.as_ref(), vec![env], state.config.apply_timeout)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match &outcome.error {
+        Some(err) => Err(ScimError {
+            status: outcome.status,
+            scim_type: err.scim_type.as_deref().and_then(roster_scim::ScimType::parse),
+            detail: err.detail.clone(),
+        }
+        .into()),
+        None => Ok(outcome),
     }
 }
 

@@ -14,7 +14,7 @@ mod wait;
 use actix_web::web;
 
 pub use state::{IngressConfig, IngressState};
-pub use wait::OutcomeWaiter;
+pub use wait::{OutcomeWaiter, SubmitError};
 
 /// Registers the SCIM routes (`/scim/v2/accounts/{account}/…`) and `/healthz`.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -87,6 +87,17 @@ fn spawn_poller(db: Db, hub: Arc<OutcomeHub>) {
     });
 }
 
+/// Why a submitted change has no outcome to report.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The event log did not take the events: nothing was recorded.
+    #[error("event log append failed: {0}")]
+    Append(#[from] roster_eventlog::LogError),
+    /// The events are durable but were not applied within the time-out; they will be, exactly once.
+    #[error("the change is recorded but not applied yet; it will be applied exactly once")]
+    NotYetApplied,
+}
+
 /// A registration made before appending, so the outcome cannot be missed.
 pub struct Pending {
     event_id: Uuid,
@@ -106,6 +117,28 @@ impl OutcomeWaiter {
             }
         };
         Self { db, hub }
+    }
+
+    /// Appends `events` in order and waits up to `timeout` for the projector's decision on the last
+    /// one (read-your-writes): the one sequence every write path (SCIM and admin) goes through.
+    pub async fn submit(
+        &self,
+        log: &dyn roster_eventlog::EventLog,
+        events: Vec<roster_events::Envelope>,
+        timeout: Duration,
+    ) -> Result<Outcome, SubmitError> {
+        let Some(last) = events.last().map(|e| e.event_id) else {
+            return Ok(Outcome { status: 200, version: None, error: None });
+        };
+        let pending = self.register(last);
+        if let Err(e) = log.append(events).await {
+            self.cancel(pending);
+            return Err(e.into());
+        }
+        let waited = roster_telemetry::metrics().write_wait.start_timer();
+        let outcome = self.wait(pending, timeout).await;
+        waited.observe_duration();
+        outcome.ok_or(SubmitError::NotYetApplied)
     }
 
     /// Registers interest in `event_id`'s outcome.
