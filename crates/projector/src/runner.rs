@@ -162,6 +162,15 @@ impl Projector {
             return Ok(BatchResult { done: BatchDone::Rewind { to: stored }, outcomes: Vec::new() });
         }
         let mut published = Vec::with_capacity(records.len());
+        // Events of this batch already decided (a producer retry can put a second copy of an event
+        // in the log): one query for the whole batch, then kept up to date as the batch applies.
+        let ids: Vec<String> = records
+            .iter()
+            .filter(|r| r.position.offset >= stored)
+            .filter_map(|r| r.envelope.as_ref().ok().map(|e| e.event_id.to_string()))
+            .collect();
+        let mut decided: std::collections::HashSet<String> =
+            outcomes::get_many(&txn, &ids).await?.into_iter().map(|(id, _)| id).collect();
         // Applied events per account: the licensing worker reconciles an account when its counter moves.
         let mut changed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
         for record in records.iter().filter(|r| r.position.offset >= stored) {
@@ -172,7 +181,7 @@ impl Projector {
                     continue;
                 }
             };
-            if outcomes::get(&txn, &env.event_id.to_string()).await?.is_some() {
+            if !decided.insert(env.event_id.to_string()) {
                 // The same event appended twice (a producer retry): applied once, as the first copy decided.
                 continue;
             }
