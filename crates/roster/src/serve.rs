@@ -96,12 +96,15 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     };
 
     let usage = Arc::new(UsageRecorder::default());
+    // One waiter per process: without an in-process projector it runs one outcome poller (and one
+    // LISTEN connection) that the SCIM ingress and the admin API share.
+    let waiter = OutcomeWaiter::new(db.clone(), hub.clone());
     let mut servers = Vec::new();
     if matches!(role, Role::All | Role::Ingress) {
         let state = IngressState {
             db: db.clone(),
             log: log.clone(),
-            waiter: OutcomeWaiter::new(db.clone(), hub.clone()),
+            waiter: waiter.clone(),
             usage: usage.clone(),
             limiter: Arc::new(roster_ingress::limits::Limiter::new(roster_ingress::limits::LimitConfig {
                 account_rate: c.rate_limit_per_account,
@@ -166,7 +169,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     }
 
     let licensing = LicensingSettings {
-        waiter: OutcomeWaiter::new(db.clone(), hub.clone()),
+        waiter,
         apply_timeout: Duration::from_secs(c.apply_timeout_secs.max(1)),
         hold: c.hold_threshold(),
     };
