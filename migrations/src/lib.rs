@@ -6,12 +6,17 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_initial;
 mod m20261129_000002_licensing;
+mod m20261129_000003_license_dirty;
 
 /// The migrator `roster migrate` and every process start run.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261129_000001_initial::Migration), Box::new(m20261129_000002_licensing::Migration)]
+        vec![
+            Box::new(m20261129_000001_initial::Migration),
+            Box::new(m20261129_000002_licensing::Migration),
+            Box::new(m20261129_000003_license_dirty::Migration),
+        ]
     }
 }

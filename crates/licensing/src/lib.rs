@@ -1,14 +1,21 @@
 //! The licensing worker (issue 4): a reconciler that keeps every account's licenses equal to what its
 //! policy allocates.
 //!
-//! Each round it reads the per-account change counter the projector maintains (`account_state.seq`); for
-//! every account with a policy whose counter moved since it last reconciled it (all of them after a start),
-//! it loads the users, their groups and the pins, runs [`roster_license_policy::allocate`] and `diff`, and
-//! appends the resulting `license.changed` events (actor `system`) to the event log. It never writes a
+//! Each round it reads the per-account change counter the projector maintains (`account_state.seq`). For
+//! every account with a policy whose counter moved since it last reconciled it, it re-evaluates exactly the
+//! users the projector marked (`license_dirty`: the users of a changed membership, every member of a renamed
+//! or deleted group, the user of an override; a policy change marks the whole account), plus those whose
+//! seats the change could move: the holders of a license a marked user is pinned to, and, when seats of a
+//! limited license moved or are free, the users waiting for a seat (`seats_exhausted`). Everyone else keeps
+//! what they hold, and the scoped evaluation gives the same result as [`roster_license_policy::allocate`]
+//! over the whole account (see `docs/licensing.md` for the argument; tests compare the two). After a start,
+//! and every `full_every`, it evaluates each account from scratch, so a crash or restart at any point
+//! converges to the same result, whatever marks were lost.
+//!
+//! It appends the resulting `license.changed` events (actor `system`) to the event log and never writes a
 //! license itself: the projector applies each change through its seat guard, serially per account, so seats
-//! are never over-allocated even with several workers; a change rejected because the state moved on is
-//! simply recomputed in the next round. Because every round evaluates the account from scratch, a crash or
-//! restart at any point converges to the same result.
+//! are never over-allocated even with several workers; a change rejected because the state moved on marks
+//! its user again and is recomputed in the next round.
 //!
 //! The mass-revocation guard: when the changes (other than users' own deactivations and deletions) would
 //! revoke or downgrade more than the configured share of the active users, they are recorded as a
@@ -16,15 +23,15 @@
 
 mod plan;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use roster_db::{Db, StoreError};
 use roster_eventlog::{EventLog, LogError};
 use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Payload, ResourceType};
-use roster_license_policy::{Change, HoldThreshold, SeatUse};
-use roster_store::licensing::{self, Hold};
+use roster_license_policy::{Change, HoldThreshold, Policy, SeatUse};
+use roster_store::licensing::{self, AccountSnapshot, Hold};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -54,11 +61,18 @@ pub struct WorkerConfig {
     pub hold: Option<HoldThreshold>,
     /// Label the seat gauges with the account id (cardinality grows with accounts: opt-in).
     pub account_labels: bool,
+    /// How often each account is evaluated from scratch even when no marks ask for it (anti-entropy).
+    pub full_every: Duration,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { interval: Duration::from_millis(200), hold: Some(HoldThreshold::default()), account_labels: false }
+        Self {
+            interval: Duration::from_millis(200),
+            hold: Some(HoldThreshold::default()),
+            account_labels: false,
+            full_every: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -71,6 +85,10 @@ pub struct Reconciled {
     pub held: usize,
     /// Seat use per license after this reconciliation (for the seat gauges).
     pub seats: BTreeMap<String, SeatUse>,
+    /// Users whose change had to wait (marked again for the next round).
+    pub deferred: usize,
+    /// Users evaluated (the whole account for a full evaluation).
+    pub evaluated: usize,
 }
 
 /// The reconciler.
@@ -78,9 +96,9 @@ pub struct LicensingWorker {
     db: Db,
     log: Arc<dyn EventLog>,
     config: WorkerConfig,
-    /// The change counter of each account at its last successful reconciliation (in memory: empty after a
-    /// restart, so every account is reconciled once).
-    reconciled: HashMap<String, i64>,
+    /// The change counter of each account at its last successful reconciliation and when it was last
+    /// evaluated from scratch (in memory: empty after a restart, so every account is evaluated in full once).
+    reconciled: HashMap<String, (i64, Instant)>,
     /// Last known seat use and pending-hold state per account, for the gauges.
     gauges: HashMap<String, (BTreeMap<String, SeatUse>, bool)>,
 }
@@ -104,23 +122,39 @@ impl LicensingWorker {
         }
     }
 
-    /// One round: reconciles every licensed account whose change counter moved; returns how many accounts
-    /// it reconciled.
+    /// One round: reconciles every licensed account whose change counter moved (in full after a start and
+    /// every `full_every`, otherwise the marked users); returns how many accounts it reconciled.
     pub async fn round(&mut self) -> Result<usize, WorkerError> {
         let accounts = licensing::licensed_accounts(&self.db).await?;
         let mut done = 0;
         let mut first_error = None;
         for (account, seq) in accounts {
-            if self.reconciled.get(&account) == Some(&seq) {
+            let memo = self.reconciled.get(&account).copied();
+            let full_due = memo.is_none_or(|(_, at)| at.elapsed() >= self.config.full_every);
+            if !full_due && memo.is_some_and(|(s, _)| s == seq) {
                 continue;
             }
-            match self.reconcile(&account).await {
-                Ok(r) => {
-                    if r.appended > 0 || r.held > 0 {
-                        tracing::info!(account = %account, appended = r.appended, held = r.held, "licenses reconciled");
+            let result = if full_due {
+                self.reconcile_full(&account, seq).await.map(|r| (Some(r), true))
+            } else {
+                self.reconcile_marked(&account, seq).await
+            };
+            match result {
+                Ok((r, full)) => {
+                    let r_deferred = r.as_ref().is_some_and(|r| r.deferred > 0);
+                    if let Some(r) = r {
+                        if r.appended > 0 || r.held > 0 {
+                            tracing::info!(account = %account, appended = r.appended, held = r.held, full, "licenses reconciled");
+                        }
+                        self.gauges.insert(account.clone(), (r.seats, r.held > 0));
                     }
-                    self.gauges.insert(account.clone(), (r.seats, r.held > 0));
-                    self.reconciled.insert(account, seq);
+                    let at = match memo {
+                        Some((_, at)) if !full => at,
+                        _ => Instant::now(),
+                    };
+                    // Deferred changes are retried next round even though the counter has not moved.
+                    let seen = if r_deferred { -1 } else { seq };
+                    self.reconciled.insert(account, (seen, at));
                     done += 1;
                 }
                 Err(e) => {
@@ -163,9 +197,109 @@ impl LicensingWorker {
         m.holds_pending.set(self.gauges.values().filter(|(_, held)| *held).count() as i64);
     }
 
-    /// Reconciles one account now, whatever its counter says.
+    /// Evaluates one account from scratch now, whatever its counter and marks say.
     pub async fn reconcile(&self, account: &str) -> Result<Reconciled, WorkerError> {
+        let seq = licensing::seq(&self.db, account).await?;
+        self.reconcile_full(account, seq).await
+    }
+
+    /// Re-evaluates the users marked in `account` and those whose seats their changes can move; falls back
+    /// to a full evaluation when a mark asks for the whole account, a hold is open, or the scoped changes
+    /// would trip the mass-revocation guard. `None` when nothing was marked; the flag says whether it went
+    /// full. `seq` is the account's counter read before the marks.
+    pub async fn reconcile_marked(&self, account: &str, seq: i64) -> Result<(Option<Reconciled>, bool), WorkerError> {
+        let marks = licensing::dirty(&self.db, account).await?;
+        let Some(upto) = marks.iter().map(|(_, m)| *m).max() else {
+            return Ok((None, false));
+        };
+        if marks.iter().any(|(u, _)| u == licensing::WHOLE_ACCOUNT) {
+            return self.reconcile_full(account, seq.max(upto)).await.map(|r| (Some(r), true));
+        }
+        let holds = licensing::holds(&self.db, account).await?;
+        if holds.iter().any(|h| h.status == "pending" || h.status == "confirmed") {
+            return self.reconcile_full(account, seq.max(upto)).await.map(|r| (Some(r), true));
+        }
         let Some(policy) = licensing::get_policy(&self.db, account).await? else {
+            licensing::clear_dirty(&self.db, account, upto).await?;
+            return Ok((Some(Reconciled::default()), false));
+        };
+        let held = licensing::seat_counts(&self.db, account).await?;
+        let active = licensing::active_users(&self.db, account).await?;
+        let mut scope: BTreeSet<String> = marks.into_iter().map(|(u, _)| u).collect();
+        let mut scoped = self.plan_scope(account, &policy, &scope, &held, active).await?;
+        if scoped.moves_limited_seats(&policy) {
+            // Seats of a limited license moved or are free: the users waiting for one contend for them.
+            scope.extend(licensing::waiting_users(&self.db, account).await?);
+            scoped = self.plan_scope(account, &policy, &scope, &held, active).await?;
+        }
+        if scoped.plan.holding {
+            return self.reconcile_full(account, seq.max(upto)).await.map(|r| (Some(r), true));
+        }
+        self.append(account, &scoped.plan.apply).await?;
+        licensing::clear_dirty(&self.db, account, upto).await?;
+        self.remark(account, &scoped.plan.deferred, upto).await?;
+        let seats = scoped.seats_after(&policy);
+        let r = Reconciled {
+            appended: scoped.plan.apply.len(),
+            held: 0,
+            seats,
+            deferred: scoped.plan.deferred.len(),
+            evaluated: scoped.snap.users.len(),
+        };
+        Ok((Some(r), false))
+    }
+
+    /// Plans the users in `scope` (plus the holders of any limited license one of them is pinned to, whom a
+    /// pin can displace) against the seats the rest of the account leaves them.
+    async fn plan_scope(
+        &self,
+        account: &str,
+        policy: &Policy,
+        scope: &BTreeSet<String>,
+        held: &BTreeMap<String, u64>,
+        active: usize,
+    ) -> Result<Scoped, WorkerError> {
+        let ids: Vec<String> = scope.iter().cloned().collect();
+        let mut snap = licensing::snapshot_of(&self.db, account, &ids).await?;
+        let pinned: BTreeSet<&String> =
+            snap.overrides.values().filter(|l| policy.license(l).is_some_and(|t| t.seats.is_some())).collect();
+        let mut extra = Vec::new();
+        for license in pinned {
+            extra.extend(
+                licensing::holders(&self.db, account, license).await?.into_iter().filter(|h| !scope.contains(h)),
+            );
+        }
+        if !extra.is_empty() {
+            extra.sort();
+            extra.dedup();
+            let more = licensing::snapshot_of(&self.db, account, &extra).await?;
+            snap.users.extend(more.users);
+            snap.groups.extend(more.groups);
+            snap.overrides.extend(more.overrides);
+        }
+        let mut inside: BTreeMap<String, u64> = BTreeMap::new();
+        for u in snap.users.iter().filter(|u| u.active) {
+            if let Some(l) = &u.license {
+                *inside.entry(l.clone()).or_default() += 1;
+            }
+        }
+        let mut reduced = policy.clone();
+        for lt in &mut reduced.license_types {
+            if let Some(limit) = lt.seats {
+                let outside =
+                    held.get(&lt.name).copied().unwrap_or(0).saturating_sub(inside.get(&lt.name).copied().unwrap_or(0));
+                lt.seats = Some(limit.saturating_sub(outside));
+            }
+        }
+        let current = snap.holdings();
+        let plan =
+            plan::plan(&reduced, &snap.inputs(), &current, &snap.waiting(), active, self.config.hold.as_ref(), false);
+        Ok(Scoped { snap, plan, held: held.clone() })
+    }
+
+    async fn reconcile_full(&self, account: &str, seq: i64) -> Result<Reconciled, WorkerError> {
+        let Some(policy) = licensing::get_policy(&self.db, account).await? else {
+            licensing::clear_dirty(&self.db, account, seq).await?;
             return Ok(Reconciled::default());
         };
         let snap = licensing::snapshot(&self.db, account).await?;
@@ -177,6 +311,7 @@ impl LicensingWorker {
             &policy,
             &snap.inputs(),
             &current,
+            &snap.waiting(),
             snap.active_users(),
             self.config.hold.as_ref(),
             confirmed.is_some(),
@@ -224,8 +359,25 @@ impl LicensingWorker {
                 None => after.remove(&c.user),
             };
         }
+        licensing::clear_dirty(&self.db, account, seq).await?;
+        // While a hold is open its grants wait for the operator, not for the next round.
+        let deferred: &[String] = if plan.holding { &[] } else { &plan.deferred };
+        self.remark(account, deferred, seq).await?;
         let seats = roster_license_policy::seat_use(&policy, &after);
-        Ok(Reconciled { appended: plan.apply.len(), held: plan.held.len(), seats })
+        Ok(Reconciled {
+            appended: plan.apply.len(),
+            held: plan.held.len(),
+            seats,
+            deferred: deferred.len(),
+            evaluated: snap.users.len(),
+        })
+    }
+
+    /// Marks users whose change had to wait, so the next round looks at them again.
+    async fn remark(&self, account: &str, users: &[String], mark: i64) -> Result<(), WorkerError> {
+        let marks: Vec<(String, i64)> = users.iter().map(|u| (u.clone(), mark)).collect();
+        licensing::mark_dirty(&self.db, account, &marks).await?;
+        Ok(())
     }
 
     async fn append(&self, account: &str, changes: &[Change]) -> Result<(), WorkerError> {
@@ -235,6 +387,56 @@ impl LicensingWorker {
             self.log.append(events).await?;
         }
         Ok(())
+    }
+}
+
+/// A plan for part of an account.
+struct Scoped {
+    snap: AccountSnapshot,
+    plan: Plan,
+    /// Active holders per license in the whole account before the plan.
+    held: BTreeMap<String, u64>,
+}
+
+impl Scoped {
+    /// Active holders per license in the whole account once the plan applies.
+    fn used_after(&self) -> BTreeMap<String, u64> {
+        let active: HashMap<&str, bool> = self.snap.users.iter().map(|u| (u.id.as_str(), u.active)).collect();
+        let mut used = self.held.clone();
+        for c in self.plan.apply.iter().filter(|c| active.get(c.user.as_str()).copied().unwrap_or(false)) {
+            if let Some(n) = c.from.as_ref().and_then(|f| used.get_mut(f)) {
+                *n = n.saturating_sub(1);
+            }
+            if let Some(t) = &c.to {
+                *used.entry(t.clone()).or_default() += 1;
+            }
+        }
+        used
+    }
+
+    /// Whether a seat of a limited license changes hands in the plan or is left free: only then can a user
+    /// waiting for a seat be affected.
+    fn moves_limited_seats(&self, policy: &Policy) -> bool {
+        let limited =
+            |l: &Option<String>| l.as_ref().is_some_and(|l| policy.license(l).is_some_and(|t| t.seats.is_some()));
+        let moves = |c: &&Change| c.from != c.to && (limited(&c.from) || limited(&c.to));
+        if self.plan.apply.iter().chain(&self.plan.held).any(|c| moves(&c)) {
+            return true;
+        }
+        let used = self.used_after();
+        policy
+            .license_types
+            .iter()
+            .any(|t| t.seats.is_some_and(|limit| used.get(&t.name).copied().unwrap_or(0) < limit))
+    }
+
+    fn seats_after(&self, policy: &Policy) -> BTreeMap<String, SeatUse> {
+        let used = self.used_after();
+        policy
+            .license_types
+            .iter()
+            .map(|t| (t.name.clone(), SeatUse { used: used.get(&t.name).copied().unwrap_or(0), limit: t.seats }))
+            .collect()
     }
 }
 

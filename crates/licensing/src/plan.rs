@@ -1,10 +1,10 @@
 //! What one reconciliation of an account does, decided purely from loaded state: which license changes to
 //! append now, in which order, and which to hold for an operator.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use roster_license_policy::{
-    Change, HoldThreshold, Policy, RevocationImpact, UserId, UserInput, allocate, diff, revocation_share,
+    Change, HoldThreshold, Policy, Reason, RevocationImpact, UserId, UserInput, allocate, diff, revocation_share,
 };
 use serde::Serialize;
 
@@ -19,6 +19,19 @@ pub struct Plan {
     pub impact: RevocationImpact,
     /// Whether the guard holds part of the changes.
     pub holding: bool,
+    /// Users with a change that neither applies now nor is held (a grant no seat frees for yet, or one
+    /// that waits for a held revocation): the worker looks at them again next round.
+    pub deferred: Vec<UserId>,
+}
+
+/// The users of `changes` that are in neither `apply` nor `held`.
+fn deferred(changes: &[Change], apply: &[Change], held: &[Change]) -> Vec<UserId> {
+    let placed: std::collections::HashSet<&str> = apply.iter().chain(held).map(|c| c.user.as_str()).collect();
+    let mut out: Vec<UserId> =
+        changes.iter().filter(|c| !placed.contains(c.user.as_str())).map(|c| c.user.clone()).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Whether a change takes a license away or replaces it with a lower-ranked one (what the guard measures).
@@ -38,7 +51,10 @@ pub fn is_revocation(policy: &Policy, c: &Change) -> bool {
 
 /// Plans an account's reconciliation.
 ///
-/// `threshold` is `None` when the guard is off; `confirmed` is true when an operator confirmed a hold, in
+/// `waiting` are the users whose stored reason says they wait for a seat (`seats_exhausted`): a user who
+/// starts or stops waiting without their license changing gets a change with `from == to` that records the
+/// new reason, so the read model always knows who waits (the worker re-evaluates them when seats move, and
+/// `GET …/licenses` explains it). `threshold` is `None` when the guard is off; `confirmed` is true when an operator confirmed a hold, in
 /// which case everything is applied. When the guard holds, the revocations and downgrades are held; the
 /// users' own deactivations and deletions and the remaining grants and upgrades that fit in the seats left
 /// are applied.
@@ -46,18 +62,51 @@ pub fn plan(
     policy: &Policy,
     users: &[UserInput],
     current: &HashMap<UserId, String>,
+    waiting: &HashSet<UserId>,
     active_users: usize,
     threshold: Option<&HoldThreshold>,
     confirmed: bool,
 ) -> Plan {
     let allocation = allocate(policy, users, current);
     let changes = diff(current, &allocation);
+    let moved: HashSet<&str> = changes.iter().map(|c| c.user.as_str()).collect();
+    let notes: Vec<Change> = allocation
+        .assignments
+        .iter()
+        .filter(|(id, a)| {
+            !moved.contains(id.as_str())
+                && matches!(a.reason, Reason::SeatsExhausted { .. }) != waiting.contains(id.as_str())
+        })
+        .map(|(id, a)| Change {
+            user: id.clone(),
+            from: a.license.clone(),
+            to: a.license.clone(),
+            reason: a.reason.clone(),
+        })
+        .collect();
+    let mut plan = plan_changes(policy, current, changes, active_users, threshold, confirmed);
+    // Notes move no seat: they apply whatever the guard decides.
+    plan.apply.extend(notes);
+    plan
+}
+
+fn plan_changes(
+    policy: &Policy,
+    current: &HashMap<UserId, String>,
+    changes: Vec<Change>,
+    active_users: usize,
+    threshold: Option<&HoldThreshold>,
+    confirmed: bool,
+) -> Plan {
     let rest: Vec<Change> = changes.iter().filter(|c| !c.reason.is_deactivation()).cloned().collect();
     let impact = revocation_share(policy, &rest, active_users);
     let holding = !confirmed && threshold.is_some_and(|t| t.should_hold(&impact));
     if !holding {
-        return Plan { apply: order(policy, current, changes), held: Vec::new(), impact, holding };
+        let apply = order(policy, current, changes.clone());
+        let deferred = deferred(&changes, &apply, &[]);
+        return Plan { apply, held: Vec::new(), impact, holding, deferred };
     }
+    let all = changes.clone();
     let (held, others): (Vec<Change>, Vec<Change>) = changes.into_iter().partition(|c| is_revocation(policy, c));
     // Grants and upgrades that only fit thanks to a held revocation's seat are left for after the decision.
     let ordered = order(policy, current, others);
@@ -69,7 +118,8 @@ pub fn plan(
             apply.push(c);
         }
     }
-    Plan { apply, held, impact, holding }
+    let deferred = deferred(&all, &apply, &held);
+    Plan { apply, held, impact, holding, deferred }
 }
 
 fn counts(current: &HashMap<UserId, String>) -> HashMap<String, u64> {
@@ -214,7 +264,7 @@ mod tests {
         // a held developer but left the group; b waits for developer.
         let users = [user("a", &["read"], true), user("b", &["dev"], true)];
         let mut current = holdings(&[("a", "developer"), ("b", "read_only")]);
-        let plan = plan(&p, &users, &current, 2, None, false);
+        let plan = plan(&p, &users, &current, &HashSet::new(), 2, None, false);
         assert_eq!(plan.apply.len(), 2);
         apply_like_projector(&p, &mut current, &plan.apply);
         assert_eq!(current.get("b").map(String::as_str), Some("developer"));
@@ -255,7 +305,7 @@ mod tests {
             (0..12).map(|i| (format!("u{i:02}"), "developer".to_string())).collect();
         current.insert("gone".into(), "developer".into());
         let t = HoldThreshold::default();
-        let plan = plan(&p, &users, &current, 12, Some(&t), false);
+        let plan = plan(&p, &users, &current, &HashSet::new(), 12, Some(&t), false);
         assert!(plan.holding);
         assert_eq!(plan.held.len(), 12);
         assert_eq!(plan.apply.len(), 1);
@@ -267,7 +317,7 @@ mod tests {
         let p = policy(100);
         let users: Vec<UserInput> = (0..12).map(|i| user(&format!("u{i:02}"), &[], true)).collect();
         let current: HashMap<UserId, String> = (0..12).map(|i| (format!("u{i:02}"), "developer".to_string())).collect();
-        let plan = plan(&p, &users, &current, 12, Some(&HoldThreshold::default()), true);
+        let plan = plan(&p, &users, &current, &HashSet::new(), 12, Some(&HoldThreshold::default()), true);
         assert!(!plan.holding);
         assert_eq!(plan.apply.len(), 12);
         assert!(plan.apply.iter().all(|c| c.to.is_none()));
@@ -279,7 +329,7 @@ mod tests {
         let mut users: Vec<UserInput> = (0..50).map(|i| user(&format!("u{i:02}"), &["dev"], true)).collect();
         users[0].groups.clear();
         let current: HashMap<UserId, String> = (0..50).map(|i| (format!("u{i:02}"), "developer".to_string())).collect();
-        let plan = plan(&p, &users, &current, 50, Some(&HoldThreshold::default()), false);
+        let plan = plan(&p, &users, &current, &HashSet::new(), 50, Some(&HoldThreshold::default()), false);
         assert!(!plan.holding);
         assert_eq!(plan.apply.len(), 1);
     }
@@ -295,7 +345,8 @@ mod tests {
         for i in 0..10 {
             current.insert(format!("u{i:02}"), if i == 0 { "developer".into() } else { "read_only".into() });
         }
-        let plan = plan(&p, &users, &current, 12, Some(&HoldThreshold { share: 0.2, min_users: 5 }), false);
+        let plan =
+            plan(&p, &users, &current, &HashSet::new(), 12, Some(&HoldThreshold { share: 0.2, min_users: 5 }), false);
         assert!(plan.holding);
         assert!(plan.apply.iter().all(|c| c.user != "new" || c.to.as_deref() != Some("developer")));
         assert!(plan.apply.iter().any(|c| c.user == "fresh"));

@@ -335,3 +335,59 @@ async fn bench_relicensing_after_a_policy_change() {
     println!("no-op reconciliation of {n} users: {} changes in {:?}", r.appended, t.elapsed());
     rig.assert_converged((n / 5) as u64).await;
 }
+
+#[tokio::test]
+async fn a_membership_change_re_evaluates_only_the_affected_users() {
+    let (db, _) = roster_db::testing::fresh_sqlite("licensing-scope").await.unwrap();
+    let mut rig = Rig::new(db).await;
+    let users: Vec<String> = (0..300).map(|i| format!("u{i:03}")).collect();
+    let mut events: Vec<Envelope> = users
+        .iter()
+        .map(|u| env(ResourceType::User, u, Payload::UserCreated { attributes: attrs(json!({"userName": u})) }))
+        .collect();
+    for (g, members) in [("devs", &users[..100]), ("analysts", &users[100..102])] {
+        events.push(env(
+            ResourceType::Group,
+            g,
+            Payload::GroupCreated {
+                attributes: attrs(json!({"displayName": g})),
+                members: members.iter().map(|u| Member { value: u.clone() }).collect(),
+            },
+        ));
+    }
+    events.push(env(ResourceType::Account, ACCOUNT, Payload::LicensePolicySet { policy: policy(100) }));
+    rig.append(events).await;
+    rig.drain().await;
+    let mut w = rig.worker();
+    w.round().await.unwrap();
+    rig.drain().await;
+    let seq = licensing::seq(&rig.db, ACCOUNT).await.unwrap();
+    let (r, _) = w.reconcile_marked(ACCOUNT, seq).await.unwrap();
+    assert_eq!(r, None, "the first (full) round covered every mark");
+
+    // One user joins a group of 100: only they are evaluated (developer is full; nobody's seat moves).
+    let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "add", "path": "members", "value": [{"value": "u200"}]}]});
+    rig.append(vec![env(ResourceType::Group, "devs", Payload::GroupPatched { patch: add, if_match: None })]).await;
+    rig.drain().await;
+    let seq = licensing::seq(&rig.db, ACCOUNT).await.unwrap();
+    let (r, full) = w.reconcile_marked(ACCOUNT, seq).await.unwrap();
+    let r = r.expect("the join was marked");
+    assert!(!full);
+    assert_eq!(r.evaluated, 1, "{r:?}");
+    rig.drain().await;
+
+    // A developer leaves: their seat frees, so the users waiting for one (u200) are evaluated with them.
+    let remove = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                        "Operations": [{"op": "remove", "path": "members[value eq \"u000\"]"}]});
+    rig.append(vec![env(ResourceType::Group, "devs", Payload::GroupPatched { patch: remove, if_match: None })]).await;
+    rig.drain().await;
+    let seq = licensing::seq(&rig.db, ACCOUNT).await.unwrap();
+    let (r, _) = w.reconcile_marked(ACCOUNT, seq).await.unwrap();
+    let r = r.expect("the leave was marked");
+    assert_eq!(r.evaluated, 2, "{r:?}");
+    rig.drain().await;
+    let snap = licensing::snapshot(&rig.db, ACCOUNT).await.unwrap();
+    assert_eq!(snap.holdings().get("u200").map(String::as_str), Some("developer"), "the waiting user got the seat");
+    rig.assert_converged(100).await;
+}

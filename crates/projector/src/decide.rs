@@ -10,6 +10,7 @@ use roster_store::licensing;
 use roster_store::write::{self, GroupRow, UserRow, fold};
 use sea_orm::ConnectionTrait;
 use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
 
 type Decision = Result<Outcome, ScimError>;
 
@@ -34,28 +35,139 @@ fn check_version(if_match: Option<u64>, current: i64) -> Result<(), ScimError> {
     }
 }
 
+/// What applying a batch needs beyond its transaction: the users whose license an event may change (so
+/// the licensing worker re-evaluates exactly them), and the seat guard's policies and holder counts,
+/// cached for the batch because the worker's changes arrive by the thousand.
+#[derive(Debug, Default)]
+pub struct ApplyContext {
+    /// Accounts with a license policy: only their changes are marked.
+    licensed: HashSet<String>,
+    /// Users the last event may have changed the license of ([`licensing::WHOLE_ACCOUNT`] = all).
+    touched: Vec<String>,
+    policies: HashMap<String, roster_license_policy::Policy>,
+    /// Active holders per (account, license), kept exact while only license changes apply.
+    holders: HashMap<(String, String), u64>,
+}
+
+impl ApplyContext {
+    /// A context for a batch in which `licensed` accounts have a license policy.
+    pub fn new(licensed: impl IntoIterator<Item = String>) -> Self {
+        Self { licensed: licensed.into_iter().collect(), ..Self::default() }
+    }
+
+    /// The users the last applied event may have changed the license of (empty for unlicensed accounts).
+    pub fn take_touched(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.touched)
+    }
+
+    fn is_licensed(&self, account: &str) -> bool {
+        self.licensed.contains(account)
+    }
+
+    fn touch(&mut self, account: &str, ids: impl IntoIterator<Item = String>) {
+        if self.is_licensed(account) {
+            self.touched.extend(ids);
+        }
+    }
+
+    /// Drops cached counts of an account after a change that may move them (an activation, a deletion).
+    fn forget_counts(&mut self, account: &str) {
+        self.holders.retain(|(a, _), _| a != account);
+    }
+
+    async fn policy<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+    ) -> Result<&roster_license_policy::Policy, StoreError> {
+        if !self.policies.contains_key(account) {
+            let p = licensing::get_policy(c, account).await?.unwrap_or_else(roster_license_policy::Policy::empty);
+            self.policies.insert(account.to_string(), p);
+        }
+        Ok(&self.policies[account])
+    }
+
+    async fn holders<C: ConnectionTrait>(&mut self, c: &C, account: &str, license: &str) -> Result<u64, StoreError> {
+        let key = (account.to_string(), license.to_string());
+        if let Some(n) = self.holders.get(&key) {
+            return Ok(*n);
+        }
+        let n = licensing::count_holders(c, account, license).await?;
+        self.holders.insert(key, n);
+        Ok(n)
+    }
+
+    fn moved_seat(&mut self, account: &str, from: Option<&str>, to: Option<&str>) {
+        if let Some(n) = from.and_then(|l| self.holders.get_mut(&(account.to_string(), l.to_string()))) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(n) = to.and_then(|l| self.holders.get_mut(&(account.to_string(), l.to_string()))) {
+            *n += 1;
+        }
+    }
+}
+
+/// User members of a group (licensing counts direct user membership only).
+async fn user_members<C: ConnectionTrait>(c: &C, account: &str, group: &str) -> Result<Vec<String>, StoreError> {
+    Ok(write::member_rows(c, account, group)
+        .await?
+        .into_iter()
+        .filter(|(_, t)| t == "User")
+        .map(|(id, _)| id)
+        .collect())
+}
+
 /// Decides and applies one event; a rejection is an `Ok` outcome with an error, a database failure
 /// is an `Err` that aborts the whole batch (to be retried).
-pub async fn apply_event<C: ConnectionTrait>(c: &C, env: &Envelope) -> Result<Outcome, StoreError> {
+pub async fn apply_event<C: ConnectionTrait>(
+    c: &C,
+    env: &Envelope,
+    ctx: &mut ApplyContext,
+) -> Result<Outcome, StoreError> {
+    let account = env.account_id.as_str();
     let decision = match &env.payload {
         Payload::UserCreated { attributes } => user_created(c, env, attributes).await?,
         Payload::UserReplaced { attributes, if_match } => user_replaced(c, env, attributes.clone(), *if_match).await?,
         Payload::UserPatched { patch, if_match } => user_patched(c, env, patch, *if_match).await?,
         Payload::UserDeleted { if_match } => user_deleted(c, env, *if_match).await?,
-        Payload::GroupCreated { attributes, members } => group_created(c, env, attributes, members).await?,
+        Payload::GroupCreated { attributes, members } => group_created(c, env, attributes, members, ctx).await?,
         Payload::GroupReplaced { attributes, members, if_match } => {
-            group_replaced(c, env, attributes, members, *if_match).await?
+            group_replaced(c, env, attributes, members, *if_match, ctx).await?
         }
-        Payload::GroupPatched { patch, if_match } => group_patched(c, env, patch, *if_match).await?,
-        Payload::GroupDeleted { if_match } => group_deleted(c, env, *if_match).await?,
+        Payload::GroupPatched { patch, if_match } => group_patched(c, env, patch, *if_match, ctx).await?,
+        Payload::GroupDeleted { if_match } => group_deleted(c, env, *if_match, ctx).await?,
         Payload::LicensePolicySet { policy } => policy_set(c, env, policy).await?,
         Payload::LicenseOverrideSet { user_id, license } => override_set(c, env, user_id, license).await?,
         Payload::LicenseOverrideRemoved { user_id } => override_removed(c, env, user_id).await?,
         Payload::LicenseChanged { user_id, from, to, reason } => {
-            license_changed(c, env, user_id, from.as_deref(), to.as_deref(), reason).await?
+            license_changed(c, env, user_id, from.as_deref(), to.as_deref(), reason, ctx).await?
         }
         Payload::LicenseHoldResolved { hold_id, confirm } => hold_resolved(c, env, hold_id, *confirm).await?,
     };
+    let applied = decision.as_ref().is_ok_and(|o| o.status < 300);
+    match &env.payload {
+        Payload::UserCreated { .. }
+        | Payload::UserReplaced { .. }
+        | Payload::UserPatched { .. }
+        | Payload::UserDeleted { .. }
+            if applied =>
+        {
+            ctx.forget_counts(account);
+            ctx.touch(account, [env.resource_id.clone()]);
+        }
+        Payload::LicenseOverrideSet { user_id, .. } | Payload::LicenseOverrideRemoved { user_id } if applied => {
+            ctx.touch(account, [user_id.clone()]);
+        }
+        Payload::LicensePolicySet { .. } if applied => {
+            ctx.licensed.insert(account.to_string());
+            ctx.policies.remove(account);
+            ctx.touch(account, [licensing::WHOLE_ACCOUNT.to_string()]);
+        }
+        Payload::LicenseHoldResolved { .. } if applied => ctx.touch(account, [licensing::WHOLE_ACCOUNT.to_string()]),
+        // A proposal the state overtook: the worker must look at this user again.
+        Payload::LicenseChanged { user_id, .. } if !applied => ctx.touch(account, [user_id.clone()]),
+        _ => {}
+    }
     Ok(decision.unwrap_or_else(rejected))
 }
 
@@ -232,6 +344,7 @@ async fn group_created<C: ConnectionTrait>(
     env: &Envelope,
     attrs: &Map<String, Value>,
     members: &[Member],
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
     if write::find_group(c, account, &env.resource_id).await?.is_some() {
@@ -247,6 +360,7 @@ async fn group_created<C: ConnectionTrait>(
     let row = GroupRow::from_attributes(env.resource_id.clone(), attrs.clone(), env.time.clone(), env.time.clone(), 1);
     write::insert_group(c, account, &row).await?;
     write::add_members(c, account, &row.id, &resolved).await?;
+    ctx.touch(account, resolved.into_iter().filter(|(_, k)| *k == "User").map(|(id, _)| id));
     Ok(ok(201, Some(1)))
 }
 
@@ -256,6 +370,7 @@ async fn group_replaced<C: ConnectionTrait>(
     attrs: &Map<String, Value>,
     members: &[Member],
     if_match: Option<u64>,
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
     let Some(current) = write::find_group(c, account, &env.resource_id).await? else {
@@ -273,6 +388,11 @@ async fn group_replaced<C: ConnectionTrait>(
     };
     let version = current.version + 1;
     let row = GroupRow::from_attributes(current.id.clone(), attrs.clone(), current.created, env.time.clone(), version);
+    if ctx.is_licensed(account) {
+        let before = user_members(c, account, &row.id).await?;
+        ctx.touch(account, before);
+        ctx.touch(account, resolved.iter().filter(|(_, k)| *k == "User").map(|(id, _)| id.clone()));
+    }
     write::update_group(c, account, &row).await?;
     write::remove_all_members(c, account, &row.id).await?;
     write::add_members(c, account, &row.id, &resolved).await?;
@@ -291,6 +411,7 @@ async fn group_patched<C: ConnectionTrait>(
     env: &Envelope,
     patch: &Value,
     if_match: Option<u64>,
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
     let Some(current) = write::find_group(c, account, &env.resource_id).await? else {
@@ -331,6 +452,27 @@ async fn group_patched<C: ConnectionTrait>(
     let attrs_changed = attrs != current.resource;
     if !attrs_changed && ops.is_empty() {
         return Ok(ok(204, Some(current.version)));
+    }
+    if ctx.is_licensed(account) {
+        // Exactly the users whose groups change: every member on a rename or a wholesale replacement,
+        // otherwise the named ones (an add to a 100,000-member group re-evaluates one user).
+        let renamed = fold(&group_name_of(&attrs)) != fold(&current.display_name);
+        let wholesale = ops.iter().any(|op| matches!(op, MemberOp::RemoveAll | MemberOp::Replace(_)));
+        if renamed || wholesale {
+            let before = user_members(c, account, &current.id).await?;
+            ctx.touch(account, before);
+        }
+        for op in &ops {
+            match op {
+                MemberOp::Add(refs) | MemberOp::Replace(refs) => ctx.touch(account, refs_ids(refs)),
+                MemberOp::Remove(ids) => ctx.touch(account, ids.iter().cloned()),
+                MemberOp::RemoveAll => {}
+                MemberOp::RemoveMatching(filter) => {
+                    let matching = matching_members(c, account, &current.id, filter).await?;
+                    ctx.touch(account, matching);
+                }
+            }
+        }
     }
     for op in &ops {
         match op {
@@ -382,12 +524,17 @@ async fn group_deleted<C: ConnectionTrait>(
     c: &C,
     env: &Envelope,
     if_match: Option<u64>,
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let Some(current) = write::find_group(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("Group", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
+    }
+    if ctx.is_licensed(&env.account_id) {
+        let before = user_members(c, &env.account_id, &env.resource_id).await?;
+        ctx.touch(&env.account_id, before);
     }
     write::delete_group(c, &env.account_id, &env.resource_id).await?;
     Ok(ok(204, None))
@@ -443,6 +590,7 @@ async fn license_changed<C: ConnectionTrait>(
     from: Option<&str>,
     to: Option<&str>,
     reason: &Value,
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
     let Some(user) = write::find_user(c, account, user_id).await? else {
@@ -454,22 +602,26 @@ async fn license_changed<C: ConnectionTrait>(
             user.license_type
         ))));
     }
-    if let Some(to) = to {
+    if let Some(to) = to
+        && from != Some(to)
+    {
         if !user.active {
             return Ok(Err(conflict(format!("user {user_id:?} is inactive and can hold no license"))));
         }
-        let policy = licensing::get_policy(c, account).await?.unwrap_or_else(roster_license_policy::Policy::empty);
-        let Some(lt) = policy.license(to) else {
+        let Some(seats) = ctx.policy(c, account).await?.license(to).map(|lt| lt.seats) else {
             return Ok(Err(conflict(format!("license {to:?} is not defined by the account's license policy"))));
         };
-        if let Some(limit) = lt.seats {
-            let used = licensing::count_holders(c, account, to).await?;
+        if let Some(limit) = seats {
+            let used = ctx.holders(c, account, to).await?;
             if used >= limit {
                 return Ok(Err(conflict(format!("no free seat for {to:?}: {used} of {limit} in use"))));
             }
         }
     }
     licensing::set_license(c, account, user_id, to, reason).await?;
+    if user.active {
+        ctx.moved_seat(account, from, to);
+    }
     let kind = reason.get("kind").and_then(Value::as_str).unwrap_or("unknown");
     roster_telemetry::metrics().license_changes.with_label_values(&[kind]).inc();
     Ok(ok(200, None))

@@ -11,6 +11,6 @@ mod decide;
 mod hub;
 mod runner;
 
-pub use decide::apply_event;
+pub use decide::{ApplyContext, apply_event};
 pub use hub::OutcomeHub;
 pub use runner::{Projector, ProjectorConfig, ProjectorError};

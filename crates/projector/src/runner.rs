@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{OutcomeHub, apply_event};
+use crate::{ApplyContext, OutcomeHub, apply_event};
 
 /// Errors that stop a projection step (retried with back-off by [`Projector::run`]).
 #[derive(Debug, thiserror::Error)]
@@ -171,8 +171,17 @@ impl Projector {
             .collect();
         let mut decided: std::collections::HashSet<String> =
             outcomes::get_many(&txn, &ids).await?.into_iter().map(|(id, _)| id).collect();
-        // Applied events per account: the licensing worker reconciles an account when its counter moves.
+        // Events per account that changed something or marked a user: the licensing worker reconciles an
+        // account when its counter moves, and each mark carries the counter value after its event.
         let mut changed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+        let mut accounts: Vec<&str> =
+            records.iter().filter_map(|r| r.envelope.as_ref().ok().map(|e| e.account_id.as_str())).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let (licensed, seqs) = roster_store::licensing::account_seqs(&txn, &accounts).await?;
+        let mut ctx = ApplyContext::new(licensed);
+        let mut marks: std::collections::BTreeMap<&str, std::collections::HashMap<String, i64>> =
+            std::collections::BTreeMap::new();
         for record in records.iter().filter(|r| r.position.offset >= stored) {
             let env = match &record.envelope {
                 Ok(env) => env,
@@ -185,9 +194,16 @@ impl Projector {
                 // The same event appended twice (a producer retry): applied once, as the first copy decided.
                 continue;
             }
-            let outcome = apply_event(&txn, env).await?;
-            if outcome.applied() {
-                *changed.entry(env.account_id.as_str()).or_default() += 1;
+            let outcome = apply_event(&txn, env, &mut ctx).await?;
+            let touched = ctx.take_touched();
+            if outcome.applied() || !touched.is_empty() {
+                let n = changed.entry(env.account_id.as_str()).or_default();
+                *n += 1;
+                let mark = seqs.get(&env.account_id).copied().unwrap_or(0) + *n;
+                let account_marks = marks.entry(env.account_id.as_str()).or_default();
+                for user in touched {
+                    account_marks.insert(user, mark);
+                }
             }
             let json = env.to_json().map_err(|e| StoreError::Corrupt(e.to_string()))?;
             outcomes::insert(&txn, env, &json, partition, record.position.offset, &outcome).await?;
@@ -196,6 +212,10 @@ impl Projector {
         }
         for (account, n) in changed {
             roster_store::licensing::bump_seq(&txn, account, n).await?;
+        }
+        for (account, users) in marks {
+            let users: Vec<(String, i64)> = users.into_iter().collect();
+            roster_store::licensing::mark_dirty(&txn, account, &users).await?;
         }
         let next = (last.position.offset + 1).max(stored);
         write::set_consumer_position(&txn, &self.config.consumer, partition, next).await?;

@@ -64,6 +64,10 @@ pub struct Common {
     /// …and at least this many users.
     #[arg(long, env = "ROSTER_LICENSE_HOLD_MIN_USERS", default_value_t = 10)]
     pub license_hold_min_users: usize,
+    /// Seconds between full re-evaluations of each account (the worker otherwise re-evaluates only the users
+    /// changes marked; the full pass repairs anything a lost mark or a bug could leave behind).
+    #[arg(long, env = "ROSTER_LICENSE_FULL_RECONCILE_SECS", default_value_t = 3600)]
+    pub license_full_reconcile_secs: u64,
     /// Label the license seat gauges with account ids (one series per account and license).
     #[arg(long, env = "ROSTER_METRICS_ACCOUNT_LABELS", default_value_t = false)]
     pub metrics_account_labels: bool,

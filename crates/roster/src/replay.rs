@@ -38,7 +38,7 @@ pub struct ReplayArgs {
 
 /// Everything the projector derives from the log. License holds are not among them: the licensing
 /// worker records them for an operator and re-creates any that still apply.
-const READ_MODEL_TABLES: [&str; 8] = [
+const READ_MODEL_TABLES: [&str; 9] = [
     "scim_members",
     "scim_groups",
     "scim_users",
@@ -47,6 +47,7 @@ const READ_MODEL_TABLES: [&str; 8] = [
     "license_policies",
     "license_overrides",
     "account_state",
+    "license_dirty",
 ];
 
 /// Runs the replay.

@@ -162,6 +162,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
             WorkerConfig {
                 hold: c.hold_threshold(),
                 account_labels: c.metrics_account_labels,
+                full_every: std::time::Duration::from_secs(c.license_full_reconcile_secs.max(1)),
                 ..WorkerConfig::default()
             },
         );

@@ -189,6 +189,15 @@ impl AccountSnapshot {
         self.users.iter().filter_map(|u| u.license.clone().map(|l| (u.id.clone(), l))).collect()
     }
 
+    /// Users whose stored reason says they wait for a seat.
+    pub fn waiting(&self) -> std::collections::HashSet<String> {
+        self.users
+            .iter()
+            .filter(|u| u.reason.as_ref().and_then(|r| r.get("kind")).and_then(Json::as_str) == Some("seats_exhausted"))
+            .map(|u| u.id.clone())
+            .collect()
+    }
+
     /// How many users are active.
     pub fn active_users(&self) -> usize {
         self.users.iter().filter(|u| u.active).count()
@@ -343,4 +352,160 @@ pub async fn seat_counts<C: ConnectionTrait>(c: &C, account: &str) -> Result<BTr
             Ok((r.try_get_by_index(0)?, u64::try_from(n).unwrap_or(0)))
         })
         .collect()
+}
+
+/// The `license_dirty` user id that asks for the whole account to be re-evaluated (a policy change).
+pub const WHOLE_ACCOUNT: &str = "*";
+
+/// Of `accounts`, those with a license policy, and every one's change counter (0 when it has none yet):
+/// what the projector needs to mark users for the licensing worker.
+pub async fn account_seqs<C: ConnectionTrait>(
+    c: &C,
+    accounts: &[&str],
+) -> Result<(Vec<String>, HashMap<String, i64>), StoreError> {
+    let b = c.get_database_backend();
+    let mut licensed = Vec::new();
+    let mut seqs = HashMap::new();
+    for chunk in accounts.chunks(500) {
+        let values: Vec<Value> = chunk.iter().map(|a| Value::from(*a)).collect();
+        let ph = crate::write::placeholders(chunk.len());
+        let sql = format!("SELECT account_id FROM license_policies WHERE account_id IN ({ph})");
+        for r in c.query_all_raw(stmt(b, &sql, values.clone())).await? {
+            licensed.push(r.try_get_by_index(0)?);
+        }
+        let sql = format!("SELECT account_id, seq FROM account_state WHERE account_id IN ({ph})");
+        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
+            seqs.insert(r.try_get_by_index(0)?, r.try_get_by_index(1)?);
+        }
+    }
+    Ok((licensed, seqs))
+}
+
+/// Marks users of an account for re-evaluation; `mark` is the account's change counter after the marking
+/// event (a later mark replaces an earlier one, so clearing up to what was evaluated never loses a mark).
+pub async fn mark_dirty<C: ConnectionTrait>(c: &C, account: &str, marks: &[(String, i64)]) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    for chunk in marks.chunks(300) {
+        let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO license_dirty (account_id, user_id, mark) VALUES {rows} ON CONFLICT (account_id, user_id) DO UPDATE SET mark = excluded.mark"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for (user, mark) in chunk {
+            values.push(account.into());
+            values.push(user.clone().into());
+            values.push((*mark).into());
+        }
+        c.execute_raw(stmt(b, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// The users marked for re-evaluation in an account, with their marks.
+pub async fn dirty<C: ConnectionTrait>(c: &C, account: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    let b = c.get_database_backend();
+    let rows = c
+        .query_all_raw(stmt(b, "SELECT user_id, mark FROM license_dirty WHERE account_id = ?", [account.into()]))
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?))).collect()
+}
+
+/// Clears the marks an evaluation covered: those made by changes up to counter value `upto`.
+pub async fn clear_dirty<C: ConnectionTrait>(c: &C, account: &str, upto: i64) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    c.execute_raw(stmt(
+        b,
+        "DELETE FROM license_dirty WHERE account_id = ? AND mark <= ?",
+        [account.into(), upto.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The account's change counter now.
+pub async fn seq<C: ConnectionTrait>(c: &C, account: &str) -> Result<i64, StoreError> {
+    let b = c.get_database_backend();
+    let row = c.query_one_raw(stmt(b, "SELECT seq FROM account_state WHERE account_id = ?", [account.into()])).await?;
+    Ok(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0))
+}
+
+/// Users whose last license decision was `seats_exhausted`: they wait for a seat and are re-evaluated
+/// whenever one may have freed.
+pub async fn waiting_users<C: ConnectionTrait>(c: &C, account: &str) -> Result<Vec<String>, StoreError> {
+    let b = c.get_database_backend();
+    let rows = c
+        .query_all_raw(stmt(
+            b,
+            "SELECT id FROM scim_users WHERE account_id = ? AND license_reason LIKE ?",
+            [account.into(), "%\"kind\":\"seats_exhausted\"%".into()],
+        ))
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get_by_index(0)?)).collect()
+}
+
+/// Users holding `license` (active or not).
+pub async fn holders<C: ConnectionTrait>(c: &C, account: &str, license: &str) -> Result<Vec<String>, StoreError> {
+    let b = c.get_database_backend();
+    let rows = c
+        .query_all_raw(stmt(
+            b,
+            "SELECT id FROM scim_users WHERE account_id = ? AND license_type = ?",
+            [account.into(), license.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get_by_index(0)?)).collect()
+}
+
+/// How many users of the account are active (the mass-revocation guard's denominator).
+pub async fn active_users<C: ConnectionTrait>(c: &C, account: &str) -> Result<usize, StoreError> {
+    let b = c.get_database_backend();
+    let row = c
+        .query_one_raw(stmt(
+            b,
+            "SELECT COUNT(*) FROM scim_users WHERE account_id = ? AND active = ?",
+            [account.into(), true.into()],
+        ))
+        .await?;
+    let n: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Like [`snapshot`], for the named users only (ids that are no user of the account are left out).
+pub async fn snapshot_of<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    ids: &[String],
+) -> Result<AccountSnapshot, StoreError> {
+    let b = c.get_database_backend();
+    let mut snap = AccountSnapshot::default();
+    for chunk in ids.chunks(500) {
+        let ph = crate::write::placeholders(chunk.len());
+        let mut values: Vec<Value> = vec![account.into()];
+        values.extend(chunk.iter().map(|s| Value::from(s.clone())));
+        let sql = format!(
+            "SELECT id, user_name, active, license_type, license_reason FROM scim_users WHERE account_id = ? AND id IN ({ph})"
+        );
+        for r in &c.query_all_raw(stmt(b, &sql, values.clone())).await? {
+            let reason: Option<String> = r.try_get_by_index(4)?;
+            snap.users.push(LicensedUser {
+                id: r.try_get_by_index(0)?,
+                user_name: r.try_get_by_index(1)?,
+                active: r.try_get_by_index(2)?,
+                license: r.try_get_by_index(3)?,
+                reason: reason.and_then(|t| serde_json::from_str(&t).ok()),
+            });
+        }
+        let sql = format!(
+            "SELECT m.member_id, g.display_name FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id WHERE m.account_id = ? AND m.member_type = 'User' AND m.member_id IN ({ph})"
+        );
+        for r in &c.query_all_raw(stmt(b, &sql, values.clone())).await? {
+            snap.groups.entry(r.try_get_by_index(0)?).or_default().push(r.try_get_by_index(1)?);
+        }
+        let sql = format!("SELECT user_id, license FROM license_overrides WHERE account_id = ? AND user_id IN ({ph})");
+        for r in &c.query_all_raw(stmt(b, &sql, values)).await? {
+            snap.overrides.insert(r.try_get_by_index(0)?, r.try_get_by_index(1)?);
+        }
+    }
+    snap.users.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(snap)
 }

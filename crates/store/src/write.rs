@@ -322,7 +322,8 @@ pub async fn delete_group<C: ConnectionTrait>(c: &C, account: &str, id: &str) ->
     Ok(())
 }
 
-fn placeholders(n: usize) -> String {
+/// `?, ?, …` for an `IN` list of `n` values.
+pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
