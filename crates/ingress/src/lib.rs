@@ -7,6 +7,7 @@
 mod auth;
 mod handlers;
 pub mod limits;
+pub mod tls;
 mod response;
 mod state;
 mod wait;
@@ -43,6 +44,33 @@ pub async fn concurrency_limit(
     let res = next.call(req).await?;
     drop(permit);
     Ok(res.map_into_left_body())
+}
+
+/// Answers 503 (SCIM error, `Retry-After: 1`) when a request takes longer than the configured
+/// request timeout, reading the body included, so a slow client or a stuck dependency cannot hold
+/// a connection and a concurrency slot indefinitely. Writes already wait for the projector at most
+/// the (shorter) apply timeout, so this only cuts requests that are stuck elsewhere; like the apply
+/// timeout, it never acknowledges a write, so nothing acknowledged can be lost.
+pub async fn request_timeout(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let limit = match req.app_data::<web::Data<IngressState>>() {
+        Some(state) if req.path() != "/healthz" => state.config.request_timeout,
+        _ => return Ok(next.call(req).await?.map_into_left_body()),
+    };
+    let http_req = req.request().clone();
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(res) => Ok(res?.map_into_left_body()),
+        Err(_) => {
+            tracing::warn!(path = %http_req.path(), limit_secs = limit.as_secs(), "request timed out");
+            let resp = actix_web::ResponseError::error_response(&response::ApiError::TimedOut(limit));
+            Ok(actix_web::dev::ServiceResponse::new(http_req, resp).map_into_right_body())
+        }
+    }
 }
 
 /// Records request count, latency and in-flight requests by route pattern (bounded cardinality:
