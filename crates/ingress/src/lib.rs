@@ -54,21 +54,17 @@ pub async fn concurrency_limit(
 pub async fn request_timeout(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<
-    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
-    actix_web::Error,
-> {
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let limit = match req.app_data::<web::Data<IngressState>>() {
         Some(state) if req.path() != "/healthz" => state.config.request_timeout,
-        _ => return Ok(next.call(req).await?.map_into_left_body()),
+        _ => return next.call(req).await,
     };
-    let http_req = req.request().clone();
+    let path = req.path().to_owned();
     match tokio::time::timeout(limit, next.call(req)).await {
-        Ok(res) => Ok(res?.map_into_left_body()),
+        Ok(res) => res,
         Err(_) => {
-            tracing::warn!(path = %http_req.path(), limit_secs = limit.as_secs(), "request timed out");
-            let resp = actix_web::ResponseError::error_response(&response::ApiError::TimedOut(limit));
-            Ok(actix_web::dev::ServiceResponse::new(http_req, resp).map_into_right_body())
+            tracing::warn!(path = %path, limit_secs = limit.as_secs(), "request timed out");
+            Err(response::ApiError::TimedOut(limit).into())
         }
     }
 }
