@@ -21,6 +21,7 @@ mod durability;
 mod entra_flow;
 mod failures;
 mod groups;
+mod isolation;
 mod limits;
 mod licensing;
 mod scim_protocol;
