@@ -26,3 +26,4 @@ mod limits;
 mod licensing;
 mod scim_protocol;
 mod tenancy_tokens;
+mod tls;
