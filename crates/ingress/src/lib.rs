@@ -7,9 +7,9 @@
 mod auth;
 mod handlers;
 pub mod limits;
-pub mod tls;
 mod response;
 mod state;
+pub mod tls;
 mod wait;
 
 use actix_web::web;

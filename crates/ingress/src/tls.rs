@@ -167,6 +167,7 @@ pub async fn watch(
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test fails by panicking, with the reason
 mod tests {
     use super::*;
 

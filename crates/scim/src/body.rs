@@ -122,6 +122,8 @@ mod tests {
     #[test]
     fn malformed_json_is_invalid_syntax() {
         let err = parse_json(b"{\"a\":", 10).err();
-        assert!(err.is_some_and(|e| e.scim_type == Some(ScimType::InvalidSyntax) && e.detail.contains("not valid JSON")));
+        assert!(
+            err.is_some_and(|e| e.scim_type == Some(ScimType::InvalidSyntax) && e.detail.contains("not valid JSON"))
+        );
     }
 }

@@ -165,8 +165,11 @@ impl Expiry {
         match self {
             Expiry::Never => Ok(None),
             Expiry::At(text) => {
-                let at = roster_scim::time::parse_datetime(text)
-                    .map_err(|_| AccountError::InvalidExpiry(format!("{text:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z")))?;
+                let at = roster_scim::time::parse_datetime(text).map_err(|_| {
+                    AccountError::InvalidExpiry(format!(
+                        "{text:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z"
+                    ))
+                })?;
                 if at <= now {
                     return Err(AccountError::InvalidExpiry(format!("{text:?} is not in the future")));
                 }

@@ -120,17 +120,22 @@ fn another_accounts_ids_are_404_on_every_resource_endpoint_of_this_account() {
         let r = send(&a, method, &path, body.as_ref());
         r.scim_error(404, None);
         // The error must not tell B's resource apart from one that never existed.
-        let fake = path.replace(&b.user, "00000000-0000-4000-8000-000000000000").replace(&b.group, "00000000-0000-4000-8000-000000000001");
+        let fake = path
+            .replace(&b.user, "00000000-0000-4000-8000-000000000000")
+            .replace(&b.group, "00000000-0000-4000-8000-000000000001");
         let never = send(&a, method, &fake, body.as_ref());
         let (e1, e2) = (r.json(), never.json());
         assert_eq!(
             e1["detail"].as_str().map(|d| d.replace(&b.user, "X").replace(&b.group, "X")),
-            e2["detail"].as_str().map(|d| d.replace("00000000-0000-4000-8000-000000000000", "X").replace("00000000-0000-4000-8000-000000000001", "X")),
+            e2["detail"].as_str().map(|d| d
+                .replace("00000000-0000-4000-8000-000000000000", "X")
+                .replace("00000000-0000-4000-8000-000000000001", "X")),
             "{method} {path}: B's id answers like an unknown id"
         );
     }
     // Entra's reference check: `GET /Users/{id}?filter=…` with B's id.
-    a.get(&format!("/Users/{}?filter={}", b.user, enc(&format!("userName eq \"{}\"", b.user_name)))).scim_error(404, None);
+    a.get(&format!("/Users/{}?filter={}", b.user, enc(&format!("userName eq \"{}\"", b.user_name))))
+        .scim_error(404, None);
     assert_eq!(b.state(), before, "B is unchanged");
     // A's own resources are untouched too.
     a.get_user(&a_user);
@@ -145,7 +150,7 @@ fn filters_never_match_another_accounts_resources() {
     let filters_users = [
         format!("id eq \"{}\"", b.user),
         format!("userName eq \"{}\"", b.user_name),
-        format!("userName sw \"victim-\""),
+        "userName sw \"victim-\"".to_string(),
         "externalId eq \"victim-ext\"".to_string(),
         "name.givenName eq \"Vic\"".to_string(),
         "userName pr".to_string(),
@@ -205,7 +210,8 @@ fn groups_cannot_point_at_another_accounts_users() {
     let gid = id_of(&a.create_group("a-group"));
     a.patch_group_ok(&gid, json!([{"op": "add", "path": "members", "value": [{"value": mine}]}]));
     let group_before = a.get_group(&gid);
-    let put = json!({"schemas": [GROUP_SCHEMA], "displayName": "a-group", "members": [{"value": mine}, {"value": b.user}]});
+    let put =
+        json!({"schemas": [GROUP_SCHEMA], "displayName": "a-group", "members": [{"value": mine}, {"value": b.user}]});
     a.put(&format!("/Groups/{gid}"), &put).scim_error(400, Some("invalidValue"));
     for op in ["add", "replace"] {
         let ops = json!([{"op": op, "path": "members", "value": [{"value": b.user}]}]);
@@ -235,7 +241,9 @@ fn history_is_admin_only_and_scoped_to_the_account_in_the_url() {
     }
     // Not on the public port either.
     let public = format!("{}{path}", srv.public);
-    let r = crate::harness::Req::new("GET", public).header("Authorization", &format!("Bearer {}", b.scim.token)).send(a.agent());
+    let r = crate::harness::Req::new("GET", public)
+        .header("Authorization", &format!("Bearer {}", b.scim.token))
+        .send(a.agent());
     assert!(r.status == 404 || r.status == 401, "{}", r.describe());
     // The admin asking for B's resource under A's account gets nothing.
     let r = srv.admin("GET", &format!("/admin/v1/accounts/{}/events?resource_id={}", a.account_id, b.user), None);

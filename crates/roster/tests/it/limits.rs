@@ -62,12 +62,17 @@ fn a_body_over_the_size_limit_is_413_and_creates_nothing() {
 fn json_nested_deeper_than_the_limit_is_400_invalid_syntax_naming_the_limit() {
     let scim = small().tenant();
     // Depth 9: the object, then eight levels of arrays.
-    let body = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":"deep@contoso.com","x":{}1{}}}"#, "[".repeat(8), "]".repeat(8));
+    let body = format!(
+        r#"{{"schemas":["{USER_SCHEMA}"],"userName":"deep@contoso.com","x":{}1{}}}"#,
+        "[".repeat(8),
+        "]".repeat(8)
+    );
     let err = scim.raw("POST", "/Users", &body).scim_error(400, Some("invalidSyntax"));
     assert!(err["detail"].as_str().is_some_and(|d| d.contains("8 levels")), "{err}");
     assert!(scim.filter_users("userName eq \"deep@contoso.com\"").is_empty());
     // Depth 8 is accepted (and the unknown attribute is a normal SCIM validation matter).
-    let ok = format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":"deep@contoso.com","phoneNumbers":[{{"value":"1"}}]}}"#);
+    let ok =
+        format!(r#"{{"schemas":["{USER_SCHEMA}"],"userName":"deep@contoso.com","phoneNumbers":[{{"value":"1"}}]}}"#);
     scim.raw("POST", "/Users", &ok).assert_status(201);
 }
 
@@ -108,8 +113,11 @@ fn a_patch_naming_more_members_than_the_limit_is_400_too_many_and_changes_nothin
     let users: Vec<String> = (0..5).map(|i| scim.user_id(&format!("m{i}-{}@contoso.com", uid()))).collect();
     let gid = id_of(&scim.create_group("limited"));
     let members = |ids: &[String]| Value::Array(ids.iter().map(|u| json!({"value": u})).collect());
-    scim.patch(&format!("/Groups/{gid}"), &patch_op(json!([{"op": "add", "path": "members", "value": members(&users)}])))
-        .scim_error(400, Some("tooMany"));
+    scim.patch(
+        &format!("/Groups/{gid}"),
+        &patch_op(json!([{"op": "add", "path": "members", "value": members(&users)}])),
+    )
+    .scim_error(400, Some("tooMany"));
     assert!(crate::harness::member_ids(&scim.get_group(&gid)).is_empty(), "nothing applied");
     scim.patch_group_ok(&gid, json!([{"op": "add", "path": "members", "value": members(&users[..4])}]));
     // A group created with more members than a PATCH may name is not a PATCH: not limited here.

@@ -194,7 +194,14 @@ fn revoked_token_is_401_on_the_next_request_and_a_second_token_keeps_working() {
 fn on_each_replica(srv: &Server, scim: &Scim) -> Vec<Scim> {
     srv.public_origins()
         .into_iter()
-        .map(|o| Scim::new(format!("{o}/scim/v2/accounts/{}", scim.account_id), scim.account_id.clone(), scim.token.clone(), agent()))
+        .map(|o| {
+            Scim::new(
+                format!("{o}/scim/v2/accounts/{}", scim.account_id),
+                scim.account_id.clone(),
+                scim.token.clone(),
+                agent(),
+            )
+        })
         .collect()
 }
 
@@ -209,7 +216,8 @@ fn a_token_with_an_expiry_works_until_then_and_is_401_like_a_bad_token_on_every_
     let expires = chrono::Utc::now() + chrono::Duration::seconds(3);
     let r = create_token_with(srv, &scim.account_id, &json!({"name": "short", "expires_at": expires.to_rfc3339()}));
     let b = r.expect_json(201);
-    let listed_expiry = b["expires_at"].as_str().unwrap_or_else(|| panic!("expires_at in the answer:\n{}", r.describe()));
+    let listed_expiry =
+        b["expires_at"].as_str().unwrap_or_else(|| panic!("expires_at in the answer:\n{}", r.describe()));
     let short = scim.with_token(b["token"].as_str().unwrap_or_default());
     for replica in on_each_replica(srv, &short) {
         replica.get("/Users").list();
@@ -226,7 +234,9 @@ fn a_token_with_an_expiry_works_until_then_and_is_401_like_a_bad_token_on_every_
         let r = replica.get("/Users");
         assert_eq!(r.scim_error(401, None), bad, "an expired token is indistinguishable from a bad one");
         assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{}", r.describe());
-        replica.post("/Users", &json!({"schemas": [USER_SCHEMA], "userName": "late@contoso.com"})).scim_error(401, None);
+        replica
+            .post("/Users", &json!({"schemas": [USER_SCHEMA], "userName": "late@contoso.com"}))
+            .scim_error(401, None);
     }
     assert!(scim.filter_users("userName eq \"late@contoso.com\"").is_empty(), "the expired token wrote nothing");
     scim.get("/Users").list();

@@ -40,7 +40,14 @@ fn replace(path: &Path, contents: &str) {
 }
 
 /// One HTTPS request on a new connection: (the leaf certificate served, status, body).
-fn https(addr: &str, ca: &CertifiedIssuer<'static, KeyPair>, method: &str, path: &str, token: &str, body: Option<&Value>) -> (Vec<u8>, u16, String) {
+fn https(
+    addr: &str,
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> (Vec<u8>, u16, String) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(ca.der().to_vec())).expect("trust the test CA");
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -114,7 +121,10 @@ fn scim_over_https_and_the_certificate_reloads_without_a_restart() {
     let (cert2, key2, der2) = server_cert(&ca, "second");
     replace(&cert_path, &cert2);
     let refused = poll(Duration::from_secs(15), || (reloads(&srv, "error") >= 1).then_some(()));
-    assert!(refused.is_some(), "the mismatched pair is reported in roster_tls_certificate_reloads_total{{result=\"error\"}}");
+    assert!(
+        refused.is_some(),
+        "the mismatched pair is reported in roster_tls_certificate_reloads_total{{result=\"error\"}}"
+    );
     let (leaf, status, _) = https(&addr, &ca, "GET", &format!("{base}/Users"), &tenant.token, None);
     assert_eq!((status, leaf == der1), (200, true), "the previous certificate is still served");
 
@@ -142,6 +152,10 @@ fn a_certificate_that_does_not_load_stops_the_start_naming_the_files() {
     let args = ["serve", "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--tls-cert", &c, "--tls-key", &k];
     let out = crate::harness::run_roster_with(&args, &[("ROSTER_DATABASE_URL", db.as_str())], Duration::from_secs(60));
     assert!(!out.status.success(), "a key that does not match the certificate must stop the start");
-    assert!(out.stderr.contains("tls.crt") && out.stderr.contains("tls.key"), "the error names the files:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("tls.crt") && out.stderr.contains("tls.key"),
+        "the error names the files:\n{}",
+        out.stderr
+    );
     assert!(!out.stdout.contains("roster: ready"), "{}", out.stdout);
 }
