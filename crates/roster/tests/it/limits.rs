@@ -244,3 +244,24 @@ fn a_saturated_process_sheds_with_503_and_a_stalled_request_times_out_with_503()
     // The slots are free again, and the stalled creates never happened.
     assert!(scim.get("/Users").list().is_empty());
 }
+
+#[test]
+fn a_request_timeout_not_above_the_apply_timeout_is_refused_at_start() {
+    let dir = crate::harness::TestDir::new("timeouts");
+    let db = dir.sqlite_url("roster.db");
+    let args = ["serve", "--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--request-timeout-secs", "10"];
+    let env = [("ROSTER_DATABASE_URL", db.as_str()), ("ROSTER_APPLY_TIMEOUT_SECS", "10")];
+    let out = crate::harness::run_roster_with(&args, &env, Duration::from_secs(60));
+    assert!(!out.status.success(), "writes would be cut off before their own deadline:\n{}", out.stdout);
+    assert!(out.stderr.contains("--request-timeout-secs"), "the error names the flag:\n{}", out.stderr);
+    let out = crate::harness::run_roster_with(
+        &["serve", "--max-json-depth", "101"],
+        &[("ROSTER_DATABASE_URL", db.as_str())],
+        Duration::from_secs(60),
+    );
+    assert!(
+        !out.status.success() && out.stderr.contains("max-json-depth"),
+        "depth above 100 is refused:\n{}",
+        out.stderr
+    );
+}
