@@ -143,7 +143,8 @@ static THROTTLED: OnceLock<Server> = OnceLock::new();
 /// The throttled server's tests take turns: one holds every request slot on purpose.
 static THROTTLED_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// A server with a tiny per-account rate, two concurrent requests and a short request timeout.
+/// A server with a tiny per-account rate, two concurrent requests, a short request timeout and a
+/// PATCH operations limit raised above the default.
 fn throttled() -> &'static Server {
     THROTTLED.get_or_init(|| {
         let mut spec = Spec::fresh();
@@ -154,6 +155,7 @@ fn throttled() -> &'static Server {
                 ("ROSTER_MAX_CONCURRENT_REQUESTS", "2"),
                 ("ROSTER_APPLY_TIMEOUT_SECS", "3"),
                 ("ROSTER_REQUEST_TIMEOUT_SECS", "4"),
+                ("ROSTER_MAX_PATCH_OPERATIONS", "1500"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
         );
@@ -175,6 +177,17 @@ fn an_account_over_its_rate_gets_429_with_retry_after_and_other_accounts_do_not(
     let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(0);
     assert!((1..=10).contains(&retry), "Retry-After in whole seconds until the next token:\n{}", r.describe());
     b.get("/Users").list();
+}
+
+#[test]
+fn a_patch_within_a_raised_limit_is_applied_not_rejected_by_the_projectors_defaults() {
+    let _turn = THROTTLED_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let scim = pinned(throttled());
+    let id = scim.user_id("many-ops@contoso.com");
+    let ops: Vec<Value> =
+        (0..1001).map(|i| json!({"op": "replace", "path": "displayName", "value": format!("v{i}")})).collect();
+    let user = scim.patch(&format!("/Users/{id}"), &patch_op(Value::Array(ops))).scim(200);
+    assert_eq!(user["displayName"], "v1000", "all 1001 operations applied in order: {user}");
 }
 
 /// Sends the headers of a POST with a body that never arrives; the connection holds a request slot.
