@@ -119,7 +119,7 @@ fn account_error(e: AccountError) -> HttpResponse {
     match e {
         AccountError::NameTaken(_) => error(StatusCode::CONFLICT, &e.to_string()),
         AccountError::NotFound(_) => error(StatusCode::NOT_FOUND, &e.to_string()),
-        AccountError::InvalidName(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        AccountError::InvalidName(_) | AccountError::InvalidExpiry(_) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         other => internal(other),
     }
 }
@@ -183,6 +183,28 @@ async fn list_accounts(req: HttpRequest, state: web::Data<AdminState>) -> HttpRe
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    name: String,
+    expires_at: Option<String>,
+    expires_in_days: Option<u32>,
+}
+
+/// The body of `POST …/scim-tokens`: a name and at most one of `expires_at` / `expires_in_days`.
+fn parse_token_body(body: &web::Bytes) -> Result<(String, accounts::Expiry), String> {
+    let b = serde_json::from_slice::<TokenBody>(body).map_err(|e| {
+        format!("expected a JSON body {{\"name\": \"…\"}} with optional \"expires_at\" (RFC 3339) or \"expires_in_days\": {e}")
+    })?;
+    let expiry = match (b.expires_at, b.expires_in_days) {
+        (Some(_), Some(_)) => return Err("give expires_at or expires_in_days, not both".into()),
+        (Some(at), None) => accounts::Expiry::At(at),
+        (None, Some(days)) => accounts::Expiry::InDays(days),
+        (None, None) => accounts::Expiry::Never,
+    };
+    Ok((b.name, expiry))
+}
+
 async fn create_token(
     req: HttpRequest,
     state: web::Data<AdminState>,
@@ -190,13 +212,14 @@ async fn create_token(
     body: web::Bytes,
 ) -> HttpResponse {
     require_admin!(req, state);
-    let name = match parse_name(&body) {
-        Ok(n) => n,
+    let (name, expiry) = match parse_token_body(&body) {
+        Ok(b) => b,
         Err(msg) => return error(StatusCode::BAD_REQUEST, &msg),
     };
-    match accounts::create_token(&state.db, &path, &name).await {
+    match accounts::create_token(&state.db, &path, &name, &expiry).await {
         Ok((info, secret)) => HttpResponse::Created().json(json!({
             "id": info.id, "name": info.name, "token": secret, "created_at": info.created_at,
+            "expires_at": info.expires_at,
         })),
         Err(e) => account_error(e),
     }

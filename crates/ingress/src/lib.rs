@@ -9,6 +9,7 @@ mod handlers;
 pub mod limits;
 mod response;
 mod state;
+pub mod tls;
 mod wait;
 
 use actix_web::web;
@@ -43,6 +44,29 @@ pub async fn concurrency_limit(
     let res = next.call(req).await?;
     drop(permit);
     Ok(res.map_into_left_body())
+}
+
+/// Answers 503 (SCIM error, `Retry-After: 1`) when a request takes longer than the configured
+/// request timeout, reading the body included, so a slow client or a stuck dependency cannot hold
+/// a connection and a concurrency slot indefinitely. Writes already wait for the projector at most
+/// the (shorter) apply timeout, so this only cuts requests that are stuck elsewhere; like the apply
+/// timeout, it never acknowledges a write, so nothing acknowledged can be lost.
+pub async fn request_timeout(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let limit = match req.app_data::<web::Data<IngressState>>() {
+        Some(state) if req.path() != "/healthz" => state.config.request_timeout,
+        _ => return next.call(req).await,
+    };
+    let path = req.path().to_owned();
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(path = %path, limit_secs = limit.as_secs(), "request timed out");
+            Err(response::ApiError::TimedOut(limit).into())
+        }
+    }
 }
 
 /// Records request count, latency and in-flight requests by route pattern (bounded cardinality:

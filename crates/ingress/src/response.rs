@@ -30,6 +30,9 @@ pub enum ApiError {
     /// The process is at its concurrency limit.
     #[error("overloaded")]
     Overloaded,
+    /// The request took longer than the request timeout; a write may or may not have been applied.
+    #[error("request timed out")]
+    TimedOut(std::time::Duration),
 }
 
 impl From<roster_db::StoreError> for ApiError {
@@ -66,6 +69,14 @@ impl ApiError {
                 ScimError::status(429, "Too many requests for this account; retry after the Retry-After delay.")
             }
             ApiError::Overloaded => ScimError::status(503, "The service is overloaded; retry shortly."),
+            ApiError::TimedOut(limit) => ScimError::status(
+                503,
+                format!(
+                    "The request did not complete within the server's limit of {} seconds; retry it. \
+                     A write may already have been applied: read the resource before repeating it.",
+                    limit.as_secs()
+                ),
+            ),
         }
     }
 }
@@ -91,7 +102,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable(_) | ApiError::Overloaded => {
+            ApiError::Unavailable(_) | ApiError::Overloaded | ApiError::TimedOut(_) => {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::RateLimited(wait) => {

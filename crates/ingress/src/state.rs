@@ -29,6 +29,10 @@ pub struct IngressConfig {
     pub patch_limits: PatchLimits,
     /// How long a write waits for the projector before answering 503 (the write stays durable).
     pub apply_timeout: Duration,
+    /// Deepest nesting of JSON objects and arrays accepted in a request body.
+    pub max_json_depth: usize,
+    /// How long a whole request (reading the body included) may take before it is answered 503.
+    pub request_timeout: Duration,
 }
 
 impl Default for IngressConfig {
@@ -41,6 +45,8 @@ impl Default for IngressConfig {
             filter_limits: FilterLimits::default(),
             patch_limits: PatchLimits::default(),
             apply_timeout: Duration::from_secs(10),
+            max_json_depth: 64,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -276,7 +276,7 @@ async fn user_patched<C: ConnectionTrait>(
         return Ok(Err(e));
     }
     let mut attrs = current.resource.clone();
-    let applied = PatchRequest::parse(patch, &PatchLimits::default())
+    let applied = PatchRequest::parse(patch, &PatchLimits::UNBOUNDED)
         .and_then(|req| roster_scim::patch::apply(ResourceKind::User, &mut attrs, &req));
     match applied {
         Err(e) => Ok(Err(e)),
@@ -421,7 +421,7 @@ async fn group_patched<C: ConnectionTrait>(
         return Ok(Err(e));
     }
     let mut attrs = current.resource.clone();
-    let ops = match PatchRequest::parse(patch, &PatchLimits::default())
+    let ops = match PatchRequest::parse(patch, &PatchLimits::UNBOUNDED)
         .and_then(|req| roster_scim::patch::apply(ResourceKind::Group, &mut attrs, &req))
     {
         Ok(ops) => ops,

@@ -63,6 +63,12 @@ enum TokensCommand {
         /// Label, e.g. `entra`.
         #[arg(long)]
         name: String,
+        /// The token stops working this many days from now (default: never; revoke to end it).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650), conflicts_with = "expires_at")]
+        expires_in_days: Option<u32>,
+        /// The token stops working at this RFC 3339 time, e.g. `2027-06-30T00:00:00Z`.
+        #[arg(long)]
+        expires_at: Option<String>,
     },
     /// Lists an account's tokens without secrets.
     List {
@@ -98,9 +104,14 @@ pub async fn run(args: AdminArgs) -> Result<()> {
             let list = accounts::list_accounts(&db).await?;
             json!({"accounts": list.iter().map(|a| json!({"id": a.id, "name": a.name, "created_at": a.created_at, "scim_base_url": base(&a.id)})).collect::<Vec<_>>()})
         }
-        AdminCommand::Tokens(TokensCommand::Create { account, name }) => {
-            let (info, secret) = accounts::create_token(&db, &account, &name).await?;
-            json!({"id": info.id, "name": info.name, "token": secret, "created_at": info.created_at})
+        AdminCommand::Tokens(TokensCommand::Create { account, name, expires_in_days, expires_at }) => {
+            let expiry = match (expires_at, expires_in_days) {
+                (Some(at), _) => accounts::Expiry::At(at),
+                (None, Some(days)) => accounts::Expiry::InDays(days),
+                (None, None) => accounts::Expiry::Never,
+            };
+            let (info, secret) = accounts::create_token(&db, &account, &name, &expiry).await?;
+            json!({"id": info.id, "name": info.name, "token": secret, "created_at": info.created_at, "expires_at": info.expires_at})
         }
         AdminCommand::Tokens(TokensCommand::List { account }) => {
             json!({"tokens": accounts::list_tokens(&db, &account).await?})

@@ -52,9 +52,42 @@ pub struct Common {
     /// Seconds to finish in-flight requests and batches after SIGTERM/SIGINT before exiting.
     #[arg(long, env = "ROSTER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body, in bytes; larger bodies get 413.
     #[arg(long, env = "ROSTER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Deepest nesting of JSON objects and arrays in a request body (1-100); deeper gets 400 invalidSyntax.
+    #[arg(long, env = "ROSTER_MAX_JSON_DEPTH", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=roster_scim::body::MAX_JSON_DEPTH_LIMIT as i64))]
+    pub max_json_depth: u16,
+    /// Longest filter accepted, in bytes; longer gets 400 invalidFilter.
+    #[arg(long, env = "ROSTER_MAX_FILTER_LENGTH", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_filter_length: u32,
+    /// Most expression nodes (comparisons, and, or, not) in a filter; more gets 400 invalidFilter.
+    #[arg(long, env = "ROSTER_MAX_FILTER_NODES", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_filter_nodes: u32,
+    /// Most operations in one PATCH request; more gets 400 tooMany.
+    #[arg(long, env = "ROSTER_MAX_PATCH_OPERATIONS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_patch_operations: u32,
+    /// Most group members named across one PATCH request; more gets 400 tooMany.
+    #[arg(long, env = "ROSTER_MAX_PATCH_MEMBERS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_patch_members: u32,
+    /// Largest page a list returns; a larger `count` is capped to it, not rejected (RFC 7644 §3.4.2.4).
+    #[arg(long, env = "ROSTER_MAX_PAGE_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_page_size: u32,
+    /// Seconds a SCIM request may take in all (reading the body included) before it gets 503;
+    /// must exceed --apply-timeout-secs.
+    #[arg(long, env = "ROSTER_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+    /// PEM certificate chain for TLS on the public port (with --tls-key); unset = plain HTTP.
+    #[arg(long, env = "ROSTER_TLS_CERT_FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) for --tls-cert.
+    #[arg(long, env = "ROSTER_TLS_KEY_FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Seconds between checks of the certificate and key files; changed files are loaded without
+    /// a restart (invalid ones are logged and the current certificate is kept).
+    #[arg(long, env = "ROSTER_TLS_RELOAD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_reload_secs: u64,
     /// Hold mass license revocations for an operator's confirmation (`true`/`false`).
     #[arg(long, env = "ROSTER_LICENSE_HOLD", default_value_t = true, action = clap::ArgAction::Set)]
     pub license_hold: bool,
@@ -86,6 +119,39 @@ pub fn init_logging() {
 }
 
 impl Common {
+    /// The SCIM ingress's limits from the flags; refuses a request timeout that would cut writes
+    /// short of the apply timeout (they would answer 503 before the projector's own deadline).
+    pub fn ingress_config(&self, public_url: String) -> anyhow::Result<roster_ingress::IngressConfig> {
+        let apply_timeout = std::time::Duration::from_secs(self.apply_timeout_secs.max(1));
+        let request_timeout = std::time::Duration::from_secs(self.request_timeout_secs);
+        if request_timeout <= apply_timeout {
+            anyhow::bail!(
+                "--request-timeout-secs ({}) must exceed --apply-timeout-secs ({})",
+                request_timeout.as_secs(),
+                apply_timeout.as_secs()
+            );
+        }
+        let max_count = u64::from(self.max_page_size);
+        let defaults = roster_ingress::IngressConfig::default();
+        Ok(roster_ingress::IngressConfig {
+            public_url,
+            max_body_bytes: self.max_body_bytes,
+            default_count: defaults.default_count.min(max_count),
+            max_count,
+            filter_limits: roster_scim::filter::FilterLimits {
+                max_len: self.max_filter_length as usize,
+                max_nodes: self.max_filter_nodes as usize,
+            },
+            patch_limits: roster_scim::patch::PatchLimits {
+                max_operations: self.max_patch_operations as usize,
+                max_members_per_request: self.max_patch_members as usize,
+            },
+            apply_timeout,
+            max_json_depth: usize::from(self.max_json_depth),
+            request_timeout,
+        })
+    }
+
     /// The Kafka settings, when `--kafka-brokers` is set.
     pub fn kafka(&self) -> Option<roster_eventlog_kafka::KafkaConfig> {
         let brokers = self.kafka_brokers.as_deref().filter(|b| !b.trim().is_empty())?;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use roster_admin::{AdminState, LicensingSettings};
 use roster_eventlog::{DbLog, DbLogConfig, DbSource, EventLog, Instrumented};
 use roster_eventlog_kafka::{KafkaLog, KafkaSource};
-use roster_ingress::{IngressConfig, IngressState, OutcomeWaiter};
+use roster_ingress::{IngressState, OutcomeWaiter};
 use roster_licensing::{LicensingWorker, WorkerConfig};
 use roster_projector::{OutcomeHub, Projector, ProjectorConfig};
 use roster_store::accounts::{self, UsageRecorder};
@@ -83,7 +83,19 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     let ops = TcpListener::bind(&c.ops_listen).with_context(|| format!("binding --ops-listen {}", c.ops_listen))?;
     let public_addr = public.local_addr()?;
     let ops_addr = ops.local_addr()?;
-    let public_url = c.public_url.clone().unwrap_or_else(|| format!("http://{public_addr}"));
+    // TLS is set up before anything listens, so a bad certificate stops the start with a clear error.
+    let tls = match (&c.tls_cert, &c.tls_key) {
+        (Some(cert), Some(key)) if matches!(role, Role::All | Role::Ingress) => {
+            let (files, first) = roster_ingress::tls::CertFiles::load(cert, key)
+                .with_context(|| format!("loading --tls-cert {} / --tls-key {}", cert.display(), key.display()))?;
+            let current = Arc::new(roster_ingress::tls::ReloadingCert::new(first));
+            let config = roster_ingress::tls::server_config(current.clone()).context("configuring TLS")?;
+            Some((files, current, config))
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = c.public_url.clone().unwrap_or_else(|| format!("{scheme}://{public_addr}"));
     let public_url = public_url.trim_end_matches('/').to_string();
 
     let admin_token = match std::env::var("ROSTER_ADMIN_TOKEN") {
@@ -101,6 +113,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     let waiter = OutcomeWaiter::new(db.clone(), hub.clone());
     let mut servers = Vec::new();
     if matches!(role, Role::All | Role::Ingress) {
+        let ingress_config = c.ingress_config(public_url.clone())?;
         let state = IngressState {
             db: db.clone(),
             log: log.clone(),
@@ -111,24 +124,28 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
                 account_burst: c.rate_limit_burst,
                 max_concurrent: c.max_concurrent_requests,
             })),
-            config: Arc::new(IngressConfig {
-                public_url: public_url.clone(),
-                max_body_bytes: c.max_body_bytes,
-                apply_timeout: Duration::from_secs(c.apply_timeout_secs.max(1)),
-                ..IngressConfig::default()
-            }),
+            config: Arc::new(ingress_config),
         };
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(roster_ingress::request_timeout))
                 .wrap(actix_web::middleware::from_fn(roster_ingress::concurrency_limit))
                 .wrap(actix_web::middleware::from_fn(roster_ingress::http_metrics))
                 .app_data(web::Data::new(state.clone()))
                 .configure(roster_ingress::configure)
-        })
-        .listen(public)?
-        .disable_signals()
-        .shutdown_timeout(c.shutdown_grace_secs.max(1))
-        .run();
+        });
+        let server = match tls {
+            Some((files, current, config)) => {
+                let token = cancel.clone();
+                let interval = Duration::from_secs(c.tls_reload_secs);
+                tasks.push(tokio::spawn(async move {
+                    roster_ingress::tls::watch(files, current, interval, token.cancelled_owned()).await;
+                }));
+                server.listen_rustls_0_23(public, config)?
+            }
+            None => server.listen(public)?,
+        };
+        let server = server.disable_signals().shutdown_timeout(c.shutdown_grace_secs.max(1)).run();
         servers.push(server.handle());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = server.await {
@@ -192,7 +209,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
 
     if role == Role::All && accounts::is_empty(&db).await? {
         let account = accounts::create_account(&db, "default").await?;
-        let (_, token) = accounts::create_token(&db, &account.id, "default").await?;
+        let (_, token) = accounts::create_token(&db, &account.id, "default", &accounts::Expiry::Never).await?;
         println!("roster: created account \"default\"; its SCIM token is shown only now.");
         println!("roster: SCIM base URL: {public_url}/scim/v2/accounts/{}", account.id);
         println!("roster: SCIM token: {token}");

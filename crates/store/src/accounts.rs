@@ -36,6 +36,8 @@ pub struct TokenInfo {
     pub created_at: String,
     /// When it was last used (recorded in batches, so up to a few seconds late).
     pub last_used_at: Option<String>,
+    /// When it stops working (canonical RFC 3339); `None` = never.
+    pub expires_at: Option<String>,
     /// When it was revoked, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
@@ -59,6 +61,9 @@ pub enum AccountError {
     /// Randomness was unavailable.
     #[error("cannot generate a secret: {0}")]
     Random(String),
+    /// The requested expiry is not a future RFC 3339 time.
+    #[error("invalid token expiry: {0}")]
+    InvalidExpiry(String),
 }
 
 impl From<sea_orm::DbErr> for AccountError {
@@ -141,8 +146,53 @@ pub async fn is_empty(db: &Db) -> Result<bool, StoreError> {
     Ok(list_accounts(db).await?.is_empty())
 }
 
+/// When a new token stops working: an absolute time, a number of days from now, or never.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Expiry {
+    /// The token works until revoked.
+    #[default]
+    Never,
+    /// The token stops working at this RFC 3339 time (any offset), which must be in the future.
+    At(String),
+    /// The token stops working this many days (1 to 3650) from now.
+    InDays(u32),
+}
+
+impl Expiry {
+    /// The canonical expiry time relative to `now`, or why it is unacceptable: a past time would
+    /// create a token that never works, which is always an operator's mistake.
+    pub fn resolve(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>, AccountError> {
+        match self {
+            Expiry::Never => Ok(None),
+            Expiry::At(text) => {
+                let at = roster_scim::time::parse_datetime(text).map_err(|_| {
+                    AccountError::InvalidExpiry(format!(
+                        "{text:?} is not an RFC 3339 time such as 2027-01-31T00:00:00Z"
+                    ))
+                })?;
+                if at <= now {
+                    return Err(AccountError::InvalidExpiry(format!("{text:?} is not in the future")));
+                }
+                Ok(Some(roster_scim::time::format_datetime(at)))
+            }
+            Expiry::InDays(days) => {
+                if !(1..=3650).contains(days) {
+                    return Err(AccountError::InvalidExpiry(format!("expires_in_days must be 1 to 3650, got {days}")));
+                }
+                Ok(Some(roster_scim::time::format_datetime(now + chrono::Duration::days(i64::from(*days)))))
+            }
+        }
+    }
+}
+
 /// Creates a token for an account; returns its info and the secret (shown only now).
-pub async fn create_token(db: &Db, account_id: &str, name: &str) -> Result<(TokenInfo, String), AccountError> {
+pub async fn create_token(
+    db: &Db,
+    account_id: &str,
+    name: &str,
+    expiry: &Expiry,
+) -> Result<(TokenInfo, String), AccountError> {
+    let expires_at = expiry.resolve(chrono::Utc::now())?;
     if get_account(db, account_id).await?.is_none() {
         return Err(AccountError::NotFound(account_id.into()));
     }
@@ -157,18 +207,20 @@ pub async fn create_token(db: &Db, account_id: &str, name: &str) -> Result<(Toke
         name: name.into(),
         created_at: roster_scim::time::now(),
         last_used_at: None,
+        expires_at,
         revoked_at: None,
     };
     let b = db.get_database_backend();
     db.execute_raw(stmt(
         b,
-        "INSERT INTO scim_tokens (id, account_id, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO scim_tokens (id, account_id, name, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
         [
             info.id.clone().into(),
             info.account_id.clone().into(),
             info.name.clone().into(),
             hash_token(&secret).into(),
             info.created_at.clone().into(),
+            info.expires_at.clone().into(),
         ],
     ))
     .await?;
@@ -181,7 +233,7 @@ pub async fn list_tokens(db: &Db, account_id: &str) -> Result<Vec<TokenInfo>, St
     let rows = db
         .query_all_raw(stmt(
             b,
-            "SELECT id, account_id, name, created_at, last_used_at, revoked_at FROM scim_tokens WHERE account_id = ? ORDER BY created_at, id",
+            "SELECT id, account_id, name, created_at, last_used_at, expires_at, revoked_at FROM scim_tokens WHERE account_id = ? ORDER BY created_at, id",
             [account_id.into()],
         ))
         .await?;
@@ -193,7 +245,8 @@ pub async fn list_tokens(db: &Db, account_id: &str) -> Result<Vec<TokenInfo>, St
                 name: r.try_get_by_index(2)?,
                 created_at: r.try_get_by_index(3)?,
                 last_used_at: r.try_get_by_index(4)?,
-                revoked_at: r.try_get_by_index(5)?,
+                expires_at: r.try_get_by_index(5)?,
+                revoked_at: r.try_get_by_index(6)?,
             })
         })
         .collect()
@@ -266,5 +319,54 @@ impl UsageRecorder {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).single().unwrap_or_default()
+    }
+
+    #[test]
+    fn no_expiry_means_the_token_works_until_revoked() {
+        assert_eq!(Expiry::Never.resolve(now()).ok(), Some(None));
+    }
+
+    #[test]
+    fn expiry_in_days_counts_from_now() {
+        let at = Expiry::InDays(30).resolve(now()).ok().flatten();
+        assert_eq!(at.as_deref(), Some("2026-12-29T12:00:00.000Z"));
+    }
+
+    #[test]
+    fn absolute_expiry_is_normalized_to_utc() {
+        let at = Expiry::At("2027-01-01T01:00:00+01:00".into()).resolve(now()).ok().flatten();
+        assert_eq!(at.as_deref(), Some("2027-01-01T00:00:00.000Z"));
+    }
+
+    #[test]
+    fn past_or_present_expiry_is_rejected() {
+        for past in ["2026-11-29T12:00:00Z", "2020-01-01T00:00:00Z"] {
+            assert!(matches!(Expiry::At(past.into()).resolve(now()), Err(AccountError::InvalidExpiry(_))), "{past}");
+        }
+    }
+
+    #[test]
+    fn malformed_expiry_is_rejected() {
+        for bad in ["tomorrow", "2027-01-01", ""] {
+            assert!(matches!(Expiry::At(bad.into()).resolve(now()), Err(AccountError::InvalidExpiry(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expiry_in_days_must_be_between_one_day_and_ten_years() {
+        assert!(matches!(Expiry::InDays(0).resolve(now()), Err(AccountError::InvalidExpiry(_))));
+        assert!(matches!(Expiry::InDays(3651).resolve(now()), Err(AccountError::InvalidExpiry(_))));
+        assert!(Expiry::InDays(3650).resolve(now()).is_ok());
     }
 }

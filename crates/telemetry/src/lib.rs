@@ -55,6 +55,8 @@ pub struct Metrics {
     pub license_changes: IntCounterVec,
     /// Mass revocations held for an operator's decision.
     pub holds_pending: IntGauge,
+    /// TLS certificate reloads on the public port, by result (`ok`, `error`).
+    pub tls_reloads: IntCounterVec,
     /// Build information (always 1).
     pub build_info: IntGaugeVec,
 }
@@ -144,6 +146,13 @@ impl Metrics {
                 "roster_license_holds_pending",
                 "Mass revocations held for an operator's confirmation.",
             )?,
+            tls_reloads: IntCounterVec::new(
+                Opts::new(
+                    "roster_tls_certificate_reloads_total",
+                    "Reloads of the public port's TLS certificate after its files changed, by result (ok, error).",
+                ),
+                &["result"],
+            )?,
             build_info: IntGaugeVec::new(
                 Opts::new("roster_build_info", "Build information; always 1."),
                 &["version", "git_commit"],
@@ -170,6 +179,7 @@ impl Metrics {
         r.register(Box::new(m.seats_limit.clone()))?;
         r.register(Box::new(m.license_changes.clone()))?;
         r.register(Box::new(m.holds_pending.clone()))?;
+        r.register(Box::new(m.tls_reloads.clone()))?;
         r.register(Box::new(m.build_info.clone()))?;
         #[cfg(target_os = "linux")]
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::scim::{id_of, patch_op};
-use crate::harness::{Req, Server, USER_SCHEMA, backend, enc, member_ids, poll, uid};
+use crate::harness::{Req, Scim, Server, USER_SCHEMA, agent, backend, enc, member_ids, poll, run_roster_with, uid};
 
 static SERVER: OnceLock<Server> = OnceLock::new();
 
@@ -170,6 +170,13 @@ fn revoked_token_is_401_on_the_next_request_and_a_second_token_keeps_working() {
     let r = srv.admin("DELETE", &format!("/admin/v1/accounts/{}/scim-tokens/{first_id}", scim.account_id), None);
     r.expect_empty(204);
     scim.get("/Users").scim_error(401, None);
+    // Every replica checks the token store on each request: no cache to outlive a revocation.
+    for replica in on_each_replica(srv, &scim) {
+        replica.get("/Users").scim_error(401, None);
+    }
+    for replica in on_each_replica(srv, &second) {
+        replica.get("/Users").list();
+    }
     scim.post("/Users", &json!({"schemas": [USER_SCHEMA], "userName": "after-revoke@contoso.com"}))
         .scim_error(401, None);
     second.get_user(&id);
@@ -181,6 +188,115 @@ fn revoked_token_is_401_on_the_next_request_and_a_second_token_keeps_working() {
     }
     let live = list.iter().find(|t| t["id"] == t2["id"]).cloned().unwrap_or_default();
     assert!(live.get("revoked_at").is_none_or(Value::is_null), "the second token is live: {live}");
+}
+
+/// The same client once per ingress replica, each talking to that replica only.
+fn on_each_replica(srv: &Server, scim: &Scim) -> Vec<Scim> {
+    srv.public_origins()
+        .into_iter()
+        .map(|o| {
+            Scim::new(
+                format!("{o}/scim/v2/accounts/{}", scim.account_id),
+                scim.account_id.clone(),
+                scim.token.clone(),
+                agent(),
+            )
+        })
+        .collect()
+}
+
+fn create_token_with(srv: &Server, account: &str, body: &Value) -> crate::harness::Resp {
+    srv.admin("POST", &format!("/admin/v1/accounts/{account}/scim-tokens"), Some(body))
+}
+
+#[test]
+fn a_token_with_an_expiry_works_until_then_and_is_401_like_a_bad_token_on_every_replica_after() {
+    let srv = server();
+    let scim = srv.tenant();
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let r = create_token_with(srv, &scim.account_id, &json!({"name": "short", "expires_at": expires.to_rfc3339()}));
+    let b = r.expect_json(201);
+    let listed_expiry =
+        b["expires_at"].as_str().unwrap_or_else(|| panic!("expires_at in the answer:\n{}", r.describe()));
+    let short = scim.with_token(b["token"].as_str().unwrap_or_default());
+    for replica in on_each_replica(srv, &short) {
+        replica.get("/Users").list();
+    }
+    let listed = token_list(srv, &scim.account_id);
+    let entry = listed.iter().find(|t| t["id"] == b["id"]).cloned().unwrap_or_default();
+    assert_eq!(entry["expires_at"], listed_expiry, "the list shows the expiry: {listed:?}");
+    assert!(listed.iter().filter(|t| t["id"] != b["id"]).all(|t| t["expires_at"].is_null()), "{listed:?}");
+
+    let wait = (expires - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(300);
+    std::thread::sleep(wait);
+    let bad = scim.with_token("roster_not-a-real-token").get("/Users").scim_error(401, None);
+    for replica in on_each_replica(srv, &short) {
+        let r = replica.get("/Users");
+        assert_eq!(r.scim_error(401, None), bad, "an expired token is indistinguishable from a bad one");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"), "{}", r.describe());
+        replica
+            .post("/Users", &json!({"schemas": [USER_SCHEMA], "userName": "late@contoso.com"}))
+            .scim_error(401, None);
+    }
+    assert!(scim.filter_users("userName eq \"late@contoso.com\"").is_empty(), "the expired token wrote nothing");
+    scim.get("/Users").list();
+}
+
+#[test]
+fn token_expiry_must_be_a_future_rfc3339_time_or_a_day_count() {
+    let srv = server();
+    let scim = srv.tenant();
+    let account = scim.account_id.clone();
+    for bad in [
+        json!({"name": "t", "expires_at": "2020-01-01T00:00:00Z"}),
+        json!({"name": "t", "expires_at": "next tuesday"}),
+        json!({"name": "t", "expires_at": "2099-01-01"}),
+        json!({"name": "t", "expires_in_days": 0}),
+        json!({"name": "t", "expires_in_days": -3}),
+        json!({"name": "t", "expires_in_days": 30, "expires_at": "2099-01-01T00:00:00Z"}),
+        json!({"name": "t", "expires": "2099-01-01T00:00:00Z"}),
+    ] {
+        let r = create_token_with(srv, &account, &bad);
+        let body = r.expect_json(400);
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "a reason for {bad}:\n{}", r.describe());
+    }
+    assert_eq!(token_list(srv, &account).len(), 1, "no token was created by a rejected request");
+
+    let r = create_token_with(srv, &account, &json!({"name": "month", "expires_in_days": 30}));
+    let b = r.expect_json(201);
+    let at = b["expires_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+    let expected = chrono::Utc::now() + chrono::Duration::days(30);
+    assert!(
+        at.is_some_and(|t| (t.with_timezone(&chrono::Utc) - expected).num_seconds().abs() < 60),
+        "expires_in_days 30 is 30 days from now:\n{}",
+        r.describe()
+    );
+    scim.with_token(b["token"].as_str().unwrap_or_default()).get("/Users").list();
+    let r = create_token_with(srv, &account, &json!({"name": "forever"}));
+    assert!(r.expect_json(201)["expires_at"].is_null(), "no expiry unless asked:\n{}", r.describe());
+}
+
+#[test]
+fn admin_cli_creates_a_token_that_expires_in_n_days() {
+    let srv = server();
+    let scim = srv.tenant();
+    let env = [("ROSTER_DATABASE_URL", srv.db_url.as_str())];
+    let args = ["admin", "tokens", "create", "--account", &scim.account_id, "--name", "cli", "--expires-in-days", "7"];
+    let out = run_roster_with(&args, &env, Duration::from_secs(60));
+    assert!(out.status.success(), "roster admin tokens create failed:\n{}\n{}", out.stdout, out.stderr);
+    let b: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("JSON output ({e}): {}", out.stdout));
+    let at = b["expires_at"].as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok());
+    let expected = chrono::Utc::now() + chrono::Duration::days(7);
+    assert!(at.is_some_and(|t| (t.with_timezone(&chrono::Utc) - expected).num_seconds().abs() < 120), "{b}");
+    scim.with_token(b["token"].as_str().unwrap_or_default()).get("/Users").list();
+
+    let out = run_roster_with(
+        &["admin", "tokens", "create", "--account", &scim.account_id, "--name", "cli", "--expires-in-days", "0"],
+        &env,
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success(), "0 days is refused:\n{}", out.stdout);
+    assert!(!out.stdout.contains("roster_"), "no token printed for a refused request: {}", out.stdout);
 }
 
 fn token_list(srv: &Server, account: &str) -> Vec<Value> {

@@ -43,6 +43,13 @@ impl Default for PatchLimits {
     }
 }
 
+impl PatchLimits {
+    /// No bounds: for the projector, which decides PATCHes the ingress already accepted under its
+    /// configured limits; re-checking them there would reject acknowledged-to-the-log events
+    /// whenever an operator raised a limit.
+    pub const UNBOUNDED: PatchLimits = PatchLimits { max_operations: usize::MAX, max_members_per_request: usize::MAX };
+}
+
 /// The three PATCH operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchOpKind {
