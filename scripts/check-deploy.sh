@@ -176,7 +176,7 @@ OBS = os.path.join(ROOT, "deploy", "observability")
 DASHBOARD = os.path.join(OBS, "grafana-dashboard.json")
 RULES = os.path.join(OBS, "prometheus-rules.yaml")
 RULE_TESTS = os.path.join(OBS, "prometheus-rules.test.yaml")
-DOCS = os.path.join(ROOT, "docs", "kubernetes.md")
+DOCS = os.path.join(ROOT, "docs", "operations.md")
 
 EXPECTED_ALERTS = {
     "RosterProjectorLagHigh", "RosterHigh5xxRate", "RosterKafkaAppendFailures",
@@ -432,7 +432,7 @@ def check_rules(pr):
             if anchor != "runbook-" + name.lower():
                 fail(f"{where}: runbook anchor must be runbook-{name.lower()}, is {anchor}")
             if anchor not in kube_anchors:
-                fail(f"{where}: docs/kubernetes.md has no heading with anchor #{anchor} (\"Runbook: {name}\")")
+                fail(f"{where}: docs/operations.md has no heading with anchor #{anchor} (\"Runbook: {name}\")")
             target = anchors(os.path.join(ROOT, doc))
             if target is None:
                 fail(f"{where}: runbook_url names {doc}, which does not exist")
@@ -447,7 +447,7 @@ def check_rules(pr):
             text = re.sub(r"```.*?```", "", f.read(), flags=re.S)
         for link in sorted(set(re.findall(r"\]\(#([^)]+)\)", text))):
             if link not in kube_anchors:
-                fail(f"docs/kubernetes.md: link #{link} has no heading")
+                fail(f"docs/operations.md: link #{link} has no heading")
     except OSError:
         pass
 

@@ -31,6 +31,18 @@ pub struct AdminState {
     pub public_url: String,
     /// How licensing writes wait for the projector, and the hold threshold previews report against.
     pub licensing: LicensingSettings,
+    /// For processes that serve SCIM: `/readyz` also requires the projector to be caught up this closely.
+    pub projector_lag: Option<LagCheck>,
+}
+
+/// The readiness bound on the projector's lag for a process that answers SCIM requests: its writes wait
+/// for the projector, so an ingress whose projector is far behind would only time out.
+#[derive(Clone, Debug)]
+pub struct LagCheck {
+    /// The projector's consumer name (its stored positions).
+    pub consumer: String,
+    /// Most unapplied events (summed over partitions) at which the process still counts as ready.
+    pub max_events: u64,
 }
 
 /// What the licensing endpoints need beyond the database: they append events and wait for their outcome
@@ -54,7 +66,20 @@ impl AdminState {
         public_url: String,
         licensing: LicensingSettings,
     ) -> Self {
-        Self { db, log, admin_token_hash: Sha256::digest(admin_token.as_bytes()).into(), public_url, licensing }
+        Self {
+            db,
+            log,
+            admin_token_hash: Sha256::digest(admin_token.as_bytes()).into(),
+            public_url,
+            licensing,
+            projector_lag: None,
+        }
+    }
+
+    /// Adds the projector-lag condition to `/readyz`.
+    pub fn with_lag_check(mut self, check: Option<LagCheck>) -> Self {
+        self.projector_lag = check;
+        self
     }
 
     fn scim_base_url(&self, account: &str) -> String {
@@ -136,12 +161,43 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     let db_ok = roster_db::ping(&state.db).await.is_ok();
     let migrated = roster_db::migrations_applied(&state.db).await.unwrap_or(false);
     let log_ok = state.log.check().await.is_ok();
-    let body = json!({"database": db_ok, "migrations": migrated, "event_log": log_ok});
-    if db_ok && migrated && log_ok {
+    let mut body = json!({"database": db_ok, "migrations": migrated, "event_log": log_ok});
+    let mut caught_up = true;
+    if let Some(check) = &state.projector_lag
+        && db_ok
+        && log_ok
+    {
+        match projector_lag(&state, &check.consumer).await {
+            Ok(lag) => {
+                caught_up = lag <= check.max_events;
+                body["projector_lag_events"] = json!(lag);
+                body["projector_caught_up"] = json!(caught_up);
+            }
+            Err(e) => {
+                caught_up = false;
+                body["projector_caught_up"] = json!(false);
+                body["projector_lag_error"] = json!(e);
+            }
+        }
+    }
+    if db_ok && migrated && log_ok && caught_up {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Unapplied events summed over the log's partitions, from the projector's stored positions.
+async fn projector_lag(state: &AdminState, consumer: &str) -> Result<u64, String> {
+    let ends = state.log.ends().await.map_err(|e| e.to_string())?;
+    let mut lag: i64 = 0;
+    for p in ends {
+        let position = roster_store::write::consumer_position(&state.db, consumer, p.partition)
+            .await
+            .map_err(|e| e.to_string())?;
+        lag += p.lag(position);
+    }
+    Ok(u64::try_from(lag).unwrap_or(0))
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,7 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Outcome, Payload, ResourceType};
-use roster_license_policy::{Policy, allocate, parse_policy, preview, seat_use};
+use roster_license_policy::{Policy, allocate, parse_policy, preview};
 use roster_store::accounts;
 use roster_store::licensing;
 use serde::Deserialize;
@@ -193,11 +193,22 @@ async fn seats(req: HttpRequest, state: web::Data<AdminState>, path: web::Path<S
     require_admin!(req, state);
     tri!(require_account(&state, &path).await);
     let policy = tri!(current_policy(&state, &path).await);
-    let snap = match licensing::snapshot(&state.db, &path).await {
-        Ok(s) => s,
+    // One aggregate query (active holders, what the seat guard counts), not a load of the whole account.
+    let held = match licensing::seat_counts(&state.db, &path).await {
+        Ok(h) => h,
         Err(e) => return internal(e),
     };
-    HttpResponse::Ok().json(json!({ "seats": seat_use(&policy, &snap.holdings()) }))
+    let seats: std::collections::BTreeMap<String, roster_license_policy::SeatUse> = policy
+        .license_types
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                roster_license_policy::SeatUse { used: held.get(&t.name).copied().unwrap_or(0), limit: t.seats },
+            )
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "seats": seats }))
 }
 
 #[derive(Deserialize)]

@@ -21,7 +21,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use roster_eventlog::{Batch, BatchDone, BatchSource, EventLog, LogError, Position, Record};
+use roster_eventlog::{Batch, BatchDone, BatchSource, EventLog, LogError, PartitionEnds, Position, Record};
 use roster_events::Envelope;
 
 /// Connection and topic settings.
@@ -183,6 +183,31 @@ impl EventLog for KafkaLog {
                 Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
                 _ => Err(LogError::Unavailable(format!("topic {topic} is missing; run `roster migrate`"))),
             }
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))?
+    }
+
+    async fn ends(&self) -> Result<Vec<PartitionEnds>, LogError> {
+        let producer = self.producer.clone();
+        let topic = self.cfg.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let timeout = Timeout::After(Duration::from_secs(3));
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(|e| unavailable("Kafka metadata request failed", e))?;
+            let partitions: Vec<i32> =
+                md.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+            let mut ends = Vec::with_capacity(partitions.len());
+            for partition in partitions {
+                let (start, end) = producer
+                    .client()
+                    .fetch_watermarks(&topic, partition, timeout)
+                    .map_err(|e| unavailable("Kafka watermark request failed", e))?;
+                ends.push(PartitionEnds { partition, start, end });
+            }
+            Ok(ends)
         })
         .await
         .map_err(|e| LogError::Unavailable(e.to_string()))?

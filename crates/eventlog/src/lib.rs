@@ -53,6 +53,26 @@ pub trait EventLog: Send + Sync + 'static {
     async fn append(&self, events: Vec<Envelope>) -> Result<Vec<Position>, LogError>;
     /// Checks that the log is reachable, for `/readyz`.
     async fn check(&self) -> Result<(), LogError>;
+    /// The readable range of every partition, so readiness can measure how far the projector is behind.
+    async fn ends(&self) -> Result<Vec<PartitionEnds>, LogError>;
+}
+
+/// The readable range of one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionEnds {
+    /// The partition.
+    pub partition: i32,
+    /// The first offset still in the log (where a consumer without a stored position starts).
+    pub start: i64,
+    /// The offset the next event will get.
+    pub end: i64,
+}
+
+impl PartitionEnds {
+    /// Events from `position` (a consumer's stored next offset, if any) to the end.
+    pub fn lag(&self, position: Option<i64>) -> i64 {
+        (self.end - position.unwrap_or(self.start).max(self.start)).max(0)
+    }
 }
 
 /// A batch of records from one partition, in offset order.
@@ -303,6 +323,11 @@ impl EventLog for DbLog {
     async fn check(&self) -> Result<(), LogError> {
         self.last_position().await.map(|_| ())
     }
+
+    async fn ends(&self) -> Result<Vec<PartitionEnds>, LogError> {
+        let last = self.last_position().await?;
+        Ok(vec![PartitionEnds { partition: 0, start: 1, end: last + 1 }])
+    }
 }
 
 /// Reads the database log for the projector, from a start position it is given.
@@ -384,5 +409,9 @@ impl<L: EventLog> EventLog for Instrumented<L> {
 
     async fn check(&self) -> Result<(), LogError> {
         self.0.check().await
+    }
+
+    async fn ends(&self) -> Result<Vec<PartitionEnds>, LogError> {
+        self.0.ends().await
     }
 }

@@ -97,6 +97,10 @@ pub struct Common {
     /// …and at least this many users.
     #[arg(long, env = "ROSTER_LICENSE_HOLD_MIN_USERS", default_value_t = 10)]
     pub license_hold_min_users: usize,
+    /// `/readyz` of a process serving SCIM fails while the projector is more than this many events behind
+    /// (0 = never): its writes would only time out.
+    #[arg(long, env = "ROSTER_READY_MAX_PROJECTOR_LAG", default_value_t = 10_000)]
+    pub ready_max_projector_lag: u64,
     /// Seconds between full re-evaluations of each account (the worker otherwise re-evaluates only the users
     /// changes marked; the full pass repairs anything a lost mark or a bug could leave behind).
     #[arg(long, env = "ROSTER_LICENSE_FULL_RECONCILE_SECS", default_value_t = 3600)]

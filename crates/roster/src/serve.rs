@@ -191,7 +191,10 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
         apply_timeout: Duration::from_secs(c.apply_timeout_secs.max(1)),
         hold: c.hold_threshold(),
     };
-    let admin = AdminState::new(db.clone(), log.clone(), &admin_token, public_url.clone(), licensing);
+    let lag_check = (matches!(role, Role::All | Role::Ingress) && c.ready_max_projector_lag > 0)
+        .then(|| roster_admin::LagCheck { consumer: c.consumer_name(), max_events: c.ready_max_projector_lag });
+    let admin =
+        AdminState::new(db.clone(), log.clone(), &admin_token, public_url.clone(), licensing).with_lag_check(lag_check);
     let ops_server =
         HttpServer::new(move || App::new().app_data(web::Data::new(admin.clone())).configure(roster_admin::configure))
             .listen(ops)?

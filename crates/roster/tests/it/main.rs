@@ -24,6 +24,7 @@ mod groups;
 mod isolation;
 mod licensing;
 mod limits;
+mod operability;
 mod scim_protocol;
 mod tenancy_tokens;
 mod tls;

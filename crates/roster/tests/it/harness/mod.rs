@@ -567,6 +567,32 @@ impl Server {
         self.update_router();
     }
 
+    /// SIGTERM to every process at once; for each, how long it took to exit and its exit status
+    /// (`None` when it was still running after `wait` and had to be SIGKILLed).
+    pub fn stop_timed(&mut self, wait: Duration) -> Vec<(Role, Duration, Option<std::process::ExitStatus>)> {
+        let mut procs: Vec<(Role, Proc)> =
+            self.members.iter_mut().filter_map(|m| m.take_proc().map(|p| (m.role, p))).collect();
+        let started = Instant::now();
+        for (_, p) in &procs {
+            let _ = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status();
+        }
+        let mut out = Vec::new();
+        for (role, p) in &mut procs {
+            let status = loop {
+                if let Ok(Some(st)) = p.child.try_wait() {
+                    break Some(st);
+                }
+                if started.elapsed() > wait {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            out.push((*role, started.elapsed(), status));
+        }
+        self.update_router();
+        out
+    }
+
     /// SIGTERM to every process, then SIGKILL after 15 s: a graceful stop.
     pub fn stop(&mut self) {
         let procs: Vec<Proc> = self.members.iter_mut().filter_map(Member::take_proc).collect();
