@@ -27,6 +27,7 @@ use roster_license_policy::{Change, HoldThreshold, SeatUse};
 use roster_store::licensing::{self, Hold};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub use plan::{Plan, is_revocation, order, plan};
@@ -114,8 +115,11 @@ impl LicensingWorker {
             if self.reconciled.get(&account) == Some(&seq) {
                 continue;
             }
-            match self.reconcile(&account).await {
+            let span = self.reconcile_span(&account).await;
+            match self.reconcile(&account).instrument(span.clone()).await {
                 Ok(r) => {
+                    span.record("roster.licensing.appended", r.appended);
+                    span.record("roster.licensing.held", r.held);
                     if r.appended > 0 || r.held > 0 {
                         tracing::info!(account = %account, appended = r.appended, held = r.held, "licenses reconciled");
                     }
@@ -134,6 +138,28 @@ impl LicensingWorker {
             Some(e) => Err(e),
             None => Ok(done),
         }
+    }
+
+    /// The span of one account's reconciliation: a child of the trace of the account's latest
+    /// event (the change it reacts to), so the `license.changed` events it appends, which carry
+    /// this span's context, continue the trace of the SCIM request that caused them. Nothing is
+    /// looked up when spans are not exported.
+    async fn reconcile_span(&self, account: &str) -> tracing::Span {
+        if !roster_telemetry::trace::enabled() {
+            return tracing::Span::none();
+        }
+        let span = tracing::info_span!(
+            "licensing.reconcile",
+            roster.account.id = account,
+            roster.licensing.appended = tracing::field::Empty,
+            roster.licensing.held = tracing::field::Empty,
+        );
+        match roster_store::outcomes::latest_trace_context(&self.db, account).await {
+            Ok(Some(parent)) => roster_telemetry::trace::set_parent(&span, &parent),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(account, error = %e, "no trace parent for the licensing round"),
+        }
+        span
     }
 
     /// Seats used and limits per license (summed over accounts unless account labels are on),
@@ -231,7 +257,12 @@ impl LicensingWorker {
     async fn append(&self, account: &str, changes: &[Change]) -> Result<(), WorkerError> {
         for chunk in changes.chunks(APPEND_BATCH) {
             let time = roster_scim::time::now();
-            let events = chunk.iter().map(|c| license_changed(account, &time, c)).collect();
+            // The reconciliation's trace continues into the projector through the events.
+            let trace_context = roster_telemetry::trace::current_context();
+            let events = chunk
+                .iter()
+                .map(|c| Envelope { trace_context: trace_context.clone(), ..license_changed(account, &time, c) })
+                .collect();
             self.log.append(events).await?;
         }
         Ok(())

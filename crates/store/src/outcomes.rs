@@ -2,7 +2,7 @@
 //! per-resource change history.
 
 use roster_db::{StoreError, stmt};
-use roster_events::{Envelope, Outcome, OutcomeError};
+use roster_events::{Envelope, Outcome, OutcomeError, TraceContext};
 use sea_orm::{ConnectionTrait, Value};
 use serde_json::{Value as Json, json};
 
@@ -89,6 +89,25 @@ pub async fn get_many<C: ConnectionTrait>(c: &C, event_ids: &[String]) -> Result
         }
     }
     Ok(out)
+}
+
+/// The trace context of the account's most recently created applied event (event ids are UUIDv7,
+/// so the largest is the newest): what the licensing worker continues when it reacts to the
+/// account's changes. `None` when that event carries none.
+pub async fn latest_trace_context<C: ConnectionTrait>(c: &C, account: &str) -> Result<Option<TraceContext>, StoreError> {
+    let b = c.get_database_backend();
+    let row = c
+        .query_one_raw(stmt(
+            b,
+            "SELECT envelope FROM event_outcomes WHERE account_id = ? ORDER BY event_id DESC LIMIT 1",
+            [Value::from(account)],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let text: String = row.try_get_by_index(0)?;
+    let env: Json = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored envelope: {e}")))?;
+    let tc = &env["trace_context"];
+    Ok(TraceContext::parse(tc["traceparent"].as_str(), tc["tracestate"].as_str()))
 }
 
 /// A resource's change history, oldest first: each event's envelope with its outcome.
