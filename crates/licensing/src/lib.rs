@@ -121,14 +121,16 @@ impl LicensingWorker {
                     span.record("roster.licensing.appended", r.appended);
                     span.record("roster.licensing.held", r.held);
                     if r.appended > 0 || r.held > 0 {
-                        tracing::info!(account = %account, appended = r.appended, held = r.held, "licenses reconciled");
+                        span.in_scope(|| {
+                            tracing::info!(account = %account, appended = r.appended, held = r.held, "licenses reconciled")
+                        });
                     }
                     self.gauges.insert(account.clone(), (r.seats, r.held > 0));
                     self.reconciled.insert(account, seq);
                     done += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(account = %account, error = %e, "reconciling licenses failed");
+                    span.in_scope(|| tracing::warn!(account = %account, error = %e, "reconciling licenses failed"));
                     first_error.get_or_insert(e);
                 }
             }

@@ -24,3 +24,4 @@ mod groups;
 mod licensing;
 mod scim_protocol;
 mod tenancy_tokens;
+mod tracing;
