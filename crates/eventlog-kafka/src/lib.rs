@@ -202,7 +202,7 @@ fn record_of<M: Message>(m: &M) -> Record {
     };
     // The headers are Kafka's place for trace context and win over the copy in the payload: a
     // relay that re-parents the message (or a producer that only sets headers) is followed.
-    if let (Ok(env), Some(tc)) = (&mut envelope, m.headers().and_then(|h| trace_context_of(h))) {
+    if let (Ok(env), Some(tc)) = (&mut envelope, m.headers().and_then(trace_context_of)) {
         env.trace_context = Some(tc);
     }
     Record { position: Position { partition: m.partition(), offset: m.offset() }, envelope }
@@ -469,6 +469,8 @@ impl BatchSource for KafkaReplaySource {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use roster_events::{Actor, ENVELOPE_VERSION, Payload, ResourceType};
 
     use super::*;

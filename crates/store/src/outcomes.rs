@@ -94,7 +94,10 @@ pub async fn get_many<C: ConnectionTrait>(c: &C, event_ids: &[String]) -> Result
 /// The trace context of the account's most recently created applied event (event ids are UUIDv7,
 /// so the largest is the newest): what the licensing worker continues when it reacts to the
 /// account's changes. `None` when that event carries none.
-pub async fn latest_trace_context<C: ConnectionTrait>(c: &C, account: &str) -> Result<Option<TraceContext>, StoreError> {
+pub async fn latest_trace_context<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+) -> Result<Option<TraceContext>, StoreError> {
     let b = c.get_database_backend();
     let row = c
         .query_one_raw(stmt(

@@ -23,8 +23,8 @@ use tracing::Subscriber;
 use tracing::dispatcher::WeakDispatch;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
-use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
@@ -75,9 +75,9 @@ impl ExportSettings {
             || var("OTEL_RESOURCE_ATTRIBUTES")
                 .is_some_and(|a| a.split(',').any(|kv| kv.trim_start().starts_with("service.name=")));
         let protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
-        let warning = protocol.filter(|p| p != "http/protobuf").map(|p| {
-            format!("OTEL_EXPORTER_OTLP_PROTOCOL={p} is not supported; exporting with http/protobuf")
-        });
+        let warning = protocol
+            .filter(|p| p != "http/protobuf")
+            .map(|p| format!("OTEL_EXPORTER_OTLP_PROTOCOL={p} is not supported; exporting with http/protobuf"));
         Some(ExportSettings { service_name: (!named_by_env).then(|| default_service_name.to_owned()), warning })
     }
 }
@@ -164,10 +164,7 @@ pub fn init(default_service_name: &str, format: LogFormat) -> Telemetry {
 }
 
 /// The JSON log layer; `dispatch` is filled with the process's dispatcher once it is built.
-fn json_logs<W>(
-    dispatch: Arc<OnceLock<WeakDispatch>>,
-    make_writer: W,
-) -> impl Layer<Registry> + Send + Sync + 'static
+fn json_logs<W>(dispatch: Arc<OnceLock<WeakDispatch>>, make_writer: W) -> impl Layer<Registry> + Send + Sync + 'static
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -320,6 +317,8 @@ impl<F> WithTraceIds<F> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use std::collections::HashMap;
     use std::sync::Mutex;
 
@@ -371,7 +370,8 @@ mod tests {
         let on = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
         let s = ExportSettings::from_env("r", env(&[on, ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")])).expect("on");
         assert!(s.warning.is_some_and(|w| w.contains("grpc")));
-        let s = ExportSettings::from_env("r", env(&[on, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")])).expect("on");
+        let s =
+            ExportSettings::from_env("r", env(&[on, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")])).expect("on");
         assert_eq!(s.warning, None);
     }
 

@@ -72,9 +72,7 @@ fn licensing_services() -> &'static [&'static str] {
 /// The projector's span for the event of type `event_type` whose parent is `parent`.
 fn applied_under<'a>(spans: &'a [SpanRecord], event_type: &str, parent: &SpanRecord) -> Option<&'a SpanRecord> {
     spans.iter().find(|s| {
-        s.attr("roster.event.type") == event_type
-            && s.trace_id == parent.trace_id
-            && s.parent_span_id == parent.span_id
+        s.attr("roster.event.type") == event_type && s.trace_id == parent.trace_id && s.parent_span_id == parent.span_id
     })
 }
 
@@ -140,7 +138,11 @@ fn one_trace_follows_a_scim_write_from_the_ingress_through_the_log_into_the_proj
     let reconcile = wait_for(&collector, "licensing.reconcile span under the request", |spans| {
         spans
             .iter()
-            .find(|s| s.name == "licensing.reconcile" && s.parent_span_id == request.span_id && s.attr("roster.licensing.appended") == "1")
+            .find(|s| {
+                s.name == "licensing.reconcile"
+                    && s.parent_span_id == request.span_id
+                    && s.attr("roster.licensing.appended") == "1"
+            })
             .cloned()
     });
     assert_eq!(reconcile.trace_id, client_trace);
@@ -160,7 +162,8 @@ fn one_trace_follows_a_scim_write_from_the_ingress_through_the_log_into_the_proj
     })
     .unwrap_or_else(|| panic!("no JSON log line with {trace_field}; logs:\n{}", srv.logs()));
     for line in logs.lines().filter_map(|l| l.strip_prefix("stderr| ")).filter(|l| l.starts_with('{')) {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
     }
 
     // Neither the token nor the request body leave the process, in spans or logs.
@@ -178,7 +181,8 @@ fn a_request_without_trace_context_starts_a_trace_that_the_projector_continues()
     let collector = Collector::start();
     let srv = traced_server(&collector);
     let scim = srv.tenant();
-    let r = scim.post("/Groups", &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "traced"}));
+    let r = scim
+        .post("/Groups", &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "traced"}));
     assert!(matches!(r.status, 201 | 503), "create failed:\n{}", r.describe());
 
     let request = wait_for(&collector, "root SCIM request span", |spans| {

@@ -143,7 +143,11 @@ fn records(req: ExportTraceServiceRequest) -> Vec<SpanRecord> {
                     span_id: hex(&s.span_id),
                     parent_span_id: hex(&s.parent_span_id),
                     kind: s.kind,
-                    attributes: s.attributes.iter().map(|KeyValue { key, value, .. }| (key.clone(), render(value.as_ref()))).collect(),
+                    attributes: s
+                        .attributes
+                        .iter()
+                        .map(|KeyValue { key, value, .. }| (key.clone(), render(value.as_ref())))
+                        .collect(),
                 });
             }
         }
