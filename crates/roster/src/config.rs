@@ -70,12 +70,14 @@ pub struct Common {
 }
 
 /// Logging from `RUST_LOG` (default `info`), as text or JSON (`ROSTER_LOG_FORMAT=json`), to
-/// stderr; and trace export when the standard `OTEL_*` variables configure it, with service name
-/// `roster-<subcommand>` unless `OTEL_SERVICE_NAME` is set. Shut the result down before exiting.
-pub fn init_logging(subcommand: &str) -> Telemetry {
+/// stderr; and, for the long-running `subcommand`s (`traced`), trace export when the standard
+/// `OTEL_*` variables configure it, with service name `roster-<subcommand>` unless
+/// `OTEL_SERVICE_NAME` is set. Shut the result down before exiting.
+pub fn init_logging(subcommand: &str, traced: bool) -> Telemetry {
     let json = std::env::var("ROSTER_LOG_FORMAT").map(|v| v.trim().eq_ignore_ascii_case("json")).unwrap_or(false);
     let format = if json { LogFormat::Json } else { LogFormat::Text };
-    roster_telemetry::trace::init(&format!("roster-{subcommand}"), format)
+    let service = format!("roster-{subcommand}");
+    roster_telemetry::trace::init(traced.then_some(service.as_str()), format)
 }
 
 impl Common {

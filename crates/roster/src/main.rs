@@ -39,7 +39,9 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let telemetry = config::init_logging(cli.command.name());
+    let traced =
+        matches!(cli.command, Command::Serve(_) | Command::Ingress(_) | Command::Projector(_) | Command::Licensing(_));
+    let telemetry = config::init_logging(cli.command.name(), traced);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async move {
         match cli.command {

@@ -125,9 +125,10 @@ pub fn enabled() -> bool {
 /// Installs the global subscriber: logs filtered by `RUST_LOG` (default `info`) to stderr in
 /// `format`, plus, when the `OTEL_*` environment enables it, the OpenTelemetry layer exporting
 /// Roster's own spans (`roster*` targets, INFO and above, whatever `RUST_LOG` says) as service
-/// `default_service_name` unless `OTEL_SERVICE_NAME` says otherwise.
-pub fn init(default_service_name: &str, format: LogFormat) -> Telemetry {
-    let settings = ExportSettings::from_env(default_service_name, |k| std::env::var(k).ok());
+/// `default_service_name` unless `OTEL_SERVICE_NAME` says otherwise. `None` never exports: for
+/// one-shot commands (a replay would otherwise attach a span to every historical trace).
+pub fn init(default_service_name: Option<&str>, format: LogFormat) -> Telemetry {
+    let settings = default_service_name.and_then(|name| ExportSettings::from_env(name, |k| std::env::var(k).ok()));
     let (provider, setup_error) = match &settings {
         Some(s) => match build_provider(s) {
             Ok(p) => (Some(p), None),
