@@ -16,15 +16,17 @@ const SERVER: i32 = 2;
 const PRODUCER: i32 = 4;
 const CONSUMER: i32 = 5;
 
-/// A server exporting to `collector`, with JSON logs at `info`.
+/// A server exporting to `collector`, with JSON logs at `debug` for Roster and its HTTP stack
+/// (what leaks, leaks there).
 fn traced_server(collector: &Collector) -> Server {
     let mut spec = Spec::fresh();
     spec.env.extend(
         [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("NO_PROXY", "127.0.0.1"),
             ("ROSTER_LOG_FORMAT", "json"),
-            ("RUST_LOG", "info"),
+            ("RUST_LOG", "info,roster=debug,actix_web=debug,actix_http=debug"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
