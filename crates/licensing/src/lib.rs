@@ -32,6 +32,10 @@ use uuid::Uuid;
 
 pub use plan::{Plan, is_revocation, order, plan};
 
+/// How old the change a licensing round reacts to may be for the round to join its trace (the
+/// projector applies events within moments; a round after a longer backlog starts its own trace).
+const TRACE_PARENT_WINDOW: Duration = Duration::from_secs(3600);
+
 /// Most `license.changed` events appended per call.
 pub const APPEND_BATCH: usize = 500;
 
@@ -156,7 +160,7 @@ impl LicensingWorker {
             roster.licensing.appended = tracing::field::Empty,
             roster.licensing.held = tracing::field::Empty,
         );
-        match roster_store::outcomes::latest_trace_context(&self.db, account).await {
+        match roster_store::outcomes::latest_trace_context(&self.db, account, TRACE_PARENT_WINDOW).await {
             Ok(Some(parent)) => roster_telemetry::trace::set_parent(&span, &parent),
             Ok(None) => {}
             Err(e) => tracing::debug!(account, error = %e, "no trace parent for the licensing round"),
