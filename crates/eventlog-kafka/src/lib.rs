@@ -17,12 +17,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use roster_eventlog::{Batch, BatchDone, BatchSource, EventLog, LogError, PartitionEnds, Position, Record};
-use roster_events::Envelope;
+use roster_events::{Envelope, TRACEPARENT, TRACESTATE, TraceContext};
 
 /// Connection and topic settings.
 #[derive(Debug, Clone)]
@@ -134,17 +134,23 @@ impl KafkaLog {
     }
 }
 
-/// The trace context headers of an envelope.
+/// The headers of an envelope's message: its type, and its W3C trace context (`traceparent`,
+/// `tracestate`) so that Kafka tooling and other consumers can follow the trace.
 fn headers(env: &Envelope) -> OwnedHeaders {
     let mut h = OwnedHeaders::new_with_capacity(3);
     h = h.insert(Header { key: "event_type", value: Some(env.event_type()) });
-    if let Some(tc) = &env.trace_context {
-        h = h.insert(Header { key: "traceparent", value: Some(tc.traceparent.as_str()) });
-        if let Some(ts) = &tc.tracestate {
-            h = h.insert(Header { key: "tracestate", value: Some(ts.as_str()) });
-        }
+    for (key, value) in env.trace_context.iter().flat_map(TraceContext::header_pairs) {
+        h = h.insert(Header { key, value: Some(value) });
     }
     h
+}
+
+/// The W3C trace context in a message's headers, if a valid one is there.
+fn trace_context_of<H: Headers>(headers: &H) -> Option<TraceContext> {
+    let get = |name: &str| {
+        headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+    };
+    TraceContext::parse(get(TRACEPARENT), get(TRACESTATE))
 }
 
 #[async_trait]
@@ -214,12 +220,17 @@ impl EventLog for KafkaLog {
     }
 }
 
-fn record_of(partition: i32, offset: i64, payload: Option<&[u8]>) -> Record {
-    let envelope = match payload.map(std::str::from_utf8) {
+fn record_of<M: Message>(m: &M) -> Record {
+    let mut envelope = match m.payload().map(std::str::from_utf8) {
         Some(Ok(text)) => Envelope::from_json(text).map_err(Arc::new),
         _ => Envelope::from_json("").map_err(Arc::new),
     };
-    Record { position: Position { partition, offset }, envelope }
+    // The headers are Kafka's place for trace context and win over the copy in the payload: a
+    // relay that re-parents the message (or a producer that only sets headers) is followed.
+    if let (Ok(env), Some(tc)) = (&mut envelope, m.headers().and_then(trace_context_of)) {
+        env.trace_context = Some(tc);
+    }
+    Record { position: Position { partition: m.partition(), offset: m.offset() }, envelope }
 }
 
 /// Tracks partitions revoked by a rebalance so buffered records of them are dropped.
@@ -341,7 +352,7 @@ impl BatchSource for KafkaSource {
                 tracing::warn!(error = %e, "Kafka consumer error; librdkafka retries");
                 return Ok(None);
             }
-            Ok(Ok(m)) => record_of(m.partition(), m.offset(), m.payload()),
+            Ok(Ok(m)) => record_of(&m),
         };
         let mut n = 1;
         self.pending.entry(first.position.partition).or_default().push(first);
@@ -349,7 +360,7 @@ impl BatchSource for KafkaSource {
         while n < max {
             match tokio::time::timeout(Duration::from_millis(2), self.consumer.recv()).await {
                 Ok(Ok(m)) => {
-                    let r = record_of(m.partition(), m.offset(), m.payload());
+                    let r = record_of(&m);
                     self.pending.entry(r.position.partition).or_default().push(r);
                     n += 1;
                 }
@@ -456,7 +467,7 @@ impl BatchSource for KafkaReplaySource {
             let (p, o) = (m.partition(), m.offset());
             let Some(&end) = self.remaining.get(&p) else { continue };
             if o < end {
-                self.pending.entry(p).or_default().push(record_of(p, o, m.payload()));
+                self.pending.entry(p).or_default().push(record_of(&m));
             }
             if o + 1 >= end {
                 self.remaining.remove(&p);
@@ -478,5 +489,58 @@ impl BatchSource for KafkaReplaySource {
 
     fn is_bounded(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use roster_events::{Actor, ENVELOPE_VERSION, Payload, ResourceType};
+
+    use super::*;
+
+    fn envelope(trace_context: Option<TraceContext>) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            event_id: uuid::Uuid::now_v7(),
+            account_id: "acc".into(),
+            resource_type: ResourceType::User,
+            resource_id: "u1".into(),
+            time: "2026-11-29T00:00:00.000Z".into(),
+            request_id: None,
+            trace_context,
+            actor: Actor::System,
+            payload: Payload::UserDeleted { if_match: None },
+        }
+    }
+
+    fn tc(tracestate: Option<&str>) -> TraceContext {
+        TraceContext::parse(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), tracestate)
+            .expect("valid traceparent")
+    }
+
+    #[test]
+    fn trace_context_written_to_headers_is_read_back() {
+        for original in [tc(None), tc(Some("rojo=00f067aa0ba902b7"))] {
+            let h = headers(&envelope(Some(original.clone())));
+            assert_eq!(trace_context_of(&h), Some(original));
+        }
+    }
+
+    #[test]
+    fn an_envelope_without_trace_context_writes_only_its_type() {
+        let h = headers(&envelope(None));
+        let keys: Vec<&str> = h.iter().map(|h| h.key).collect();
+        assert_eq!(keys, vec!["event_type"]);
+        assert_eq!(trace_context_of(&h), None);
+    }
+
+    #[test]
+    fn a_malformed_traceparent_header_is_ignored() {
+        let h = OwnedHeaders::new().insert(Header { key: TRACEPARENT, value: Some("not-a-traceparent") });
+        assert_eq!(trace_context_of(&h), None);
+        let h = OwnedHeaders::new().insert(Header { key: TRACEPARENT, value: Some(&[0xff_u8, 0xfe][..]) });
+        assert_eq!(trace_context_of(&h), None);
     }
 }

@@ -385,17 +385,29 @@ impl BatchSource for DbSource {
     }
 }
 
-/// Wraps any [`EventLog`] to record append counts, latency and failures.
+/// Wraps any [`EventLog`] to record append counts, latency and failures, and a span per append.
 pub struct Instrumented<L>(pub L);
 
 #[async_trait]
 impl<L: EventLog> EventLog for Instrumented<L> {
     async fn append(&self, events: Vec<Envelope>) -> Result<Vec<Position>, LogError> {
+        use tracing::Instrument as _;
         let m = roster_telemetry::metrics();
         let types: Vec<&'static str> = events.iter().map(Envelope::event_type).collect();
+        // A producer span: the time until the log has made the events durable.
+        let span = tracing::info_span!(
+            "eventlog.append",
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.operation.type = "send",
+            messaging.batch.message_count = types.len(),
+        );
         let timer = m.append_duration.start_timer();
-        let result = self.0.append(events).await;
+        let result = self.0.append(events).instrument(span.clone()).await;
         timer.observe_duration();
+        if result.is_err() {
+            span.record("otel.status_code", "error");
+        }
         match &result {
             Ok(_) => {
                 for t in types {

@@ -6,9 +6,13 @@
 //! the log from the start rebuilds exactly the same state. The JSON shape is documented in
 //! `docs/events.md`; downstream consumers of the Kafka topic rely on it.
 
+mod trace;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
+
+pub use trace::{MAX_TRACESTATE_LEN, TRACEPARENT, TRACESTATE};
 
 /// The envelope version this code writes; readers accept this version only.
 pub const ENVELOPE_VERSION: u32 = 1;

@@ -98,13 +98,17 @@ fn if_match(req: &HttpRequest) -> Result<Option<u64>> {
     })
 }
 
+/// The W3C trace context a client sent (`traceparent`, `tracestate`), if well-formed.
+pub fn client_trace_context(headers: &header::HeaderMap) -> Option<TraceContext> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    TraceContext::parse(get(roster_events::TRACEPARENT), get(roster_events::TRACESTATE))
+}
+
+/// The trace context an event of this request carries: the request span's when spans are
+/// exported (the projector's span becomes its child), else the client's own, passed through so
+/// the caller's trace still links up downstream.
 fn trace_context(req: &HttpRequest) -> Option<TraceContext> {
-    let tp = req.headers().get("traceparent")?.to_str().ok()?;
-    if tp.len() > 128 {
-        return None;
-    }
-    let ts = req.headers().get("tracestate").and_then(|v| v.to_str().ok()).filter(|s| s.len() <= 512);
-    Some(TraceContext { traceparent: tp.to_string(), tracestate: ts.map(str::to_string) })
+    roster_telemetry::trace::current_context().or_else(|| client_trace_context(req.headers()))
 }
 
 /// Appends the event and waits for the projector's decision.

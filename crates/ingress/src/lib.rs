@@ -69,6 +69,52 @@ pub async fn request_timeout(
     }
 }
 
+/// One server span per request (`otel.kind = server`): method, route pattern and status, never the
+/// path's ids, headers, token or body. A valid `traceparent` from the client makes it a child of
+/// the caller's trace; otherwise the request starts a trace. Writes store this span's context in
+/// their events, so the projector and the licensing worker continue the same trace.
+pub async fn trace_requests(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use tracing::Instrument as _;
+    use tracing::field::Empty;
+    // Known before routing (matched against the app's resource map), because a span's name cannot
+    // change once it has started. OpenTelemetry's HTTP convention: `{method} {route}`, or the
+    // method alone when no route matches.
+    let route = req.match_pattern();
+    let method = req.method().as_str();
+    let name = match &route {
+        Some(r) => format!("{method} {r}"),
+        None => method.to_owned(),
+    };
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = %name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = Empty,
+        http.response.status_code = Empty,
+    );
+    if let Some(r) = &route {
+        span.record("http.route", r.as_str());
+    }
+    if let Some(parent) = handlers::client_trace_context(req.headers()) {
+        roster_telemetry::trace::set_parent(&span, &parent);
+    }
+    let result = next.call(req).instrument(span.clone()).await;
+    let status = match &result {
+        Ok(res) => res.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+    result
+}
+
 /// Records request count, latency and in-flight requests by route pattern (bounded cardinality:
 /// `/scim/v2/accounts/{account}/Users/{id}`, never raw paths).
 pub async fn http_metrics(

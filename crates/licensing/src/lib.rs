@@ -34,9 +34,14 @@ use roster_license_policy::{Change, HoldThreshold, Policy, SeatUse};
 use roster_store::licensing::{self, AccountSnapshot, Hold};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 pub use plan::{Plan, is_revocation, order, plan};
+
+/// How old the change a licensing round reacts to may be for the round to join its trace (the
+/// projector applies events within moments; a round after a longer backlog starts its own trace).
+const TRACE_PARENT_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Most `license.changed` events appended per call.
 pub const APPEND_BATCH: usize = 500;
@@ -134,17 +139,22 @@ impl LicensingWorker {
             if !full_due && memo.is_some_and(|(s, _)| s == seq) {
                 continue;
             }
+            let span = self.reconcile_span(&account).await;
             let result = if full_due {
-                self.reconcile_full(&account, seq).await.map(|r| (Some(r), true))
+                self.reconcile_full(&account, seq).instrument(span.clone()).await.map(|r| (Some(r), true))
             } else {
-                self.reconcile_marked(&account, seq).await
+                self.reconcile_marked(&account, seq).instrument(span.clone()).await
             };
             match result {
                 Ok((r, full)) => {
                     let r_deferred = r.as_ref().is_some_and(|r| r.deferred > 0);
                     if let Some(r) = r {
+                        span.record("roster.licensing.appended", r.appended);
+                        span.record("roster.licensing.held", r.held);
                         if r.appended > 0 || r.held > 0 {
-                            tracing::info!(account = %account, appended = r.appended, held = r.held, full, "licenses reconciled");
+                            span.in_scope(|| {
+                                tracing::info!(account = %account, appended = r.appended, held = r.held, full, "licenses reconciled")
+                            });
                         }
                         self.gauges.insert(account.clone(), (r.seats, r.held > 0));
                     }
@@ -158,7 +168,7 @@ impl LicensingWorker {
                     done += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(account = %account, error = %e, "reconciling licenses failed");
+                    span.in_scope(|| tracing::warn!(account = %account, error = %e, "reconciling licenses failed"));
                     first_error.get_or_insert(e);
                 }
             }
@@ -168,6 +178,28 @@ impl LicensingWorker {
             Some(e) => Err(e),
             None => Ok(done),
         }
+    }
+
+    /// The span of one account's reconciliation: a child of the trace of the account's latest
+    /// event (the change it reacts to), so the `license.changed` events it appends, which carry
+    /// this span's context, continue the trace of the SCIM request that caused them. Nothing is
+    /// looked up when spans are not exported.
+    async fn reconcile_span(&self, account: &str) -> tracing::Span {
+        if !roster_telemetry::trace::enabled() {
+            return tracing::Span::none();
+        }
+        let span = tracing::info_span!(
+            "licensing.reconcile",
+            roster.account.id = account,
+            roster.licensing.appended = tracing::field::Empty,
+            roster.licensing.held = tracing::field::Empty,
+        );
+        match roster_store::outcomes::latest_trace_context(&self.db, account, TRACE_PARENT_WINDOW).await {
+            Ok(Some(parent)) => roster_telemetry::trace::set_parent(&span, &parent),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(account, error = %e, "no trace parent for the licensing round"),
+        }
+        span
     }
 
     /// Seats used and limits per license (summed over accounts unless account labels are on),
@@ -383,7 +415,12 @@ impl LicensingWorker {
     async fn append(&self, account: &str, changes: &[Change]) -> Result<(), WorkerError> {
         for chunk in changes.chunks(APPEND_BATCH) {
             let time = roster_scim::time::now();
-            let events = chunk.iter().map(|c| license_changed(account, &time, c)).collect();
+            // The reconciliation's trace continues into the projector through the events.
+            let trace_context = roster_telemetry::trace::current_context();
+            let events = chunk
+                .iter()
+                .map(|c| Envelope { trace_context: trace_context.clone(), ..license_changed(account, &time, c) })
+                .collect();
             self.log.append(events).await?;
         }
         Ok(())

@@ -9,6 +9,7 @@ use roster_events::Outcome;
 use roster_store::{outcomes, write};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{ApplyContext, OutcomeHub, apply_event};
@@ -194,7 +195,14 @@ impl Projector {
                 // The same event appended twice (a producer retry): applied once, as the first copy decided.
                 continue;
             }
-            let outcome = apply_event(&txn, env, &mut ctx).await?;
+            let span = event_span(env, partition, record.position.offset);
+            let outcome = apply_event(&txn, env, &mut ctx).instrument(span.clone()).await?;
+            if !span.is_disabled() {
+                span.record("roster.outcome.status", outcome.status);
+                if let Some(e) = &outcome.error {
+                    span.record("roster.outcome.scim_type", e.scim_type.as_deref().unwrap_or_default());
+                }
+            }
             let touched = ctx.take_touched();
             if outcome.applied() || !touched.is_empty() {
                 let n = changed.entry(env.account_id.as_str()).or_default();
@@ -226,6 +234,33 @@ impl Projector {
         txn.commit().await?;
         Ok(BatchResult { done: BatchDone::Applied { next_offset: next }, outcomes: published })
     }
+}
+
+/// The span of one applied event, a child of the context the event carries (the SCIM request, or
+/// the licensing round, that caused it), so one trace runs from the request through the log into
+/// the read model. Nothing is built when spans are not exported (a batch holds up to 1000 events).
+fn event_span(env: &roster_events::Envelope, partition: i32, offset: i64) -> tracing::Span {
+    if !roster_telemetry::trace::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "projector.apply",
+        otel.name = %format_args!("apply {}", env.event_type()),
+        otel.kind = "consumer",
+        messaging.operation.type = "process",
+        messaging.destination.partition.id = partition,
+        roster.log.offset = offset,
+        roster.event.id = %env.event_id,
+        roster.event.type = env.event_type(),
+        roster.account.id = env.account_id.as_str(),
+        roster.outcome.status = tracing::field::Empty,
+        roster.outcome.scim_type = tracing::field::Empty,
+    );
+    // Before the span is entered: a parent set later is ignored.
+    if let Some(tc) = &env.trace_context {
+        roster_telemetry::trace::set_parent(&span, tc);
+    }
+    span
 }
 
 fn record_batch_metrics(partition: i32, records: &[Record], lag_events: Option<i64>) {

@@ -1,7 +1,7 @@
 //! Flags shared by the long-running subcommands, each with its environment variable (SPEC.md).
 
 use clap::Args;
-use tracing_subscriber::EnvFilter;
+use roster_telemetry::trace::{LogFormat, Telemetry};
 
 /// Process configuration.
 #[derive(Args, Debug, Clone)]
@@ -110,16 +110,15 @@ pub struct Common {
     pub metrics_account_labels: bool,
 }
 
-/// Logging from `RUST_LOG` (default `info`), as text or JSON (`ROSTER_LOG_FORMAT=json`), to stderr.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("ROSTER_LOG_FORMAT").map(|v| v.eq_ignore_ascii_case("json")).unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+/// Logging from `RUST_LOG` (default `info`), as text or JSON (`ROSTER_LOG_FORMAT=json`), to
+/// stderr; and, for the long-running `subcommand`s (`traced`), trace export when the standard
+/// `OTEL_*` variables configure it, with service name `roster-<subcommand>` unless
+/// `OTEL_SERVICE_NAME` is set. Shut the result down before exiting.
+pub fn init_logging(subcommand: &str, traced: bool) -> Telemetry {
+    let json = std::env::var("ROSTER_LOG_FORMAT").map(|v| v.trim().eq_ignore_ascii_case("json")).unwrap_or(false);
+    let format = if json { LogFormat::Json } else { LogFormat::Text };
+    let service = format!("roster-{subcommand}");
+    roster_telemetry::trace::init(traced.then_some(service.as_str()), format)
 }
 
 impl Common {

@@ -39,9 +39,11 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    config::init_logging();
+    let traced =
+        matches!(cli.command, Command::Serve(_) | Command::Ingress(_) | Command::Projector(_) | Command::Licensing(_));
+    let telemetry = config::init_logging(cli.command.name(), traced);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(c) => serve::run(c, serve::Role::All).await,
             Command::Ingress(c) => serve::run(c, serve::Role::Ingress).await,
@@ -60,5 +62,25 @@ fn main() -> Result<()> {
             Command::Replay(args) => replay::run(args).await,
             Command::Admin(args) => admin_cli::run(args).await,
         }
-    })
+    });
+    // Stop the runtime's tasks first, then export the spans still queued (blocking, so outside
+    // the runtime), whatever the outcome.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    telemetry.shutdown();
+    result
+}
+
+impl Command {
+    /// The subcommand's name: the default `service.name` is `roster-<name>`.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Serve(_) => "serve",
+            Command::Ingress(_) => "ingress",
+            Command::Projector(_) => "projector",
+            Command::Licensing(_) => "licensing",
+            Command::Migrate(_) => "migrate",
+            Command::Replay(_) => "replay",
+            Command::Admin(_) => "admin",
+        }
+    }
 }

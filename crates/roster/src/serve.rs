@@ -131,6 +131,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
                 .wrap(actix_web::middleware::from_fn(roster_ingress::request_timeout))
                 .wrap(actix_web::middleware::from_fn(roster_ingress::concurrency_limit))
                 .wrap(actix_web::middleware::from_fn(roster_ingress::http_metrics))
+                .wrap(actix_web::middleware::from_fn(roster_ingress::trace_requests))
                 .app_data(web::Data::new(state.clone()))
                 .configure(roster_ingress::configure)
         });

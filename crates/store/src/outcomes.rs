@@ -2,7 +2,7 @@
 //! per-resource change history.
 
 use roster_db::{StoreError, stmt};
-use roster_events::{Envelope, Outcome, OutcomeError};
+use roster_events::{Envelope, Outcome, OutcomeError, TraceContext};
 use sea_orm::{ConnectionTrait, Value};
 use serde_json::{Value as Json, json};
 
@@ -91,6 +91,39 @@ pub async fn get_many<C: ConnectionTrait>(c: &C, event_ids: &[String]) -> Result
     Ok(out)
 }
 
+/// The trace context of the account's most recently created applied event within the last
+/// `window` (event ids are UUIDv7, so the largest is the newest): what the licensing worker
+/// continues when it reacts to the account's changes. `None` when that event carries none or is
+/// older than `window`. The lower bound keeps the lookup to a short backward scan of the event-id
+/// index, however many events the account has.
+pub async fn latest_trace_context<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    window: std::time::Duration,
+) -> Result<Option<TraceContext>, StoreError> {
+    let b = c.get_database_backend();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let floor = uuid_v7_floor(u64::try_from(now_ms.saturating_sub(window.as_millis())).unwrap_or(0));
+    let row = c
+        .query_one_raw(stmt(
+            b,
+            "SELECT envelope FROM event_outcomes WHERE event_id >= ? AND account_id = ? ORDER BY event_id DESC LIMIT 1",
+            [Value::from(floor), Value::from(account)],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let text: String = row.try_get_by_index(0)?;
+    let env: Json = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored envelope: {e}")))?;
+    let tc = &env["trace_context"];
+    Ok(TraceContext::parse(tc["traceparent"].as_str(), tc["tracestate"].as_str()))
+}
+
+/// The smallest hyphenated UUIDv7 string of millisecond `unix_ms`: every UUIDv7 created at or
+/// after it sorts at or after it (the timestamp is the leading 48 bits).
+fn uuid_v7_floor(unix_ms: u64) -> String {
+    format!("{:08x}-{:04x}-0000-0000-000000000000", (unix_ms >> 16) & 0xffff_ffff, unix_ms & 0xffff)
+}
+
 /// A resource's change history, oldest first: each event's envelope with its outcome.
 pub async fn history<C: ConnectionTrait>(
     c: &C,
@@ -125,4 +158,21 @@ pub async fn history<C: ConnectionTrait>(
             Ok(env)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uuid_v7_floor;
+
+    #[test]
+    fn uuid_v7_floor_sorts_before_ids_of_that_millisecond_and_after_older_ones() {
+        let ms = 1_764_450_000_123_u64;
+        let floor = uuid_v7_floor(ms);
+        let ts = |ms: u64| uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
+        for _ in 0..100 {
+            assert!(uuid::Uuid::new_v7(ts(ms)).to_string() >= floor);
+            assert!(uuid::Uuid::new_v7(ts(ms + 1)).to_string() > floor);
+            assert!(uuid::Uuid::new_v7(ts(ms - 1)).to_string() < floor);
+        }
+    }
 }

@@ -1,9 +1,12 @@
-//! Roster's metrics: one Prometheus registry per process, every metric defined here once so that
-//! the code, the Grafana dashboard and the alert rules agree on names and labels.
+//! Roster's telemetry. Metrics: one Prometheus registry per process, every metric defined here
+//! once so that the code, the Grafana dashboard and the alert rules agree on names and labels.
+//! Logs and traces: see [`trace`] (structured logs, OTLP span export, W3C context propagation).
 //!
 //! Label cardinality is bounded: routes are patterns, not paths; event types, SCIM error types,
 //! partitions and license names are small closed sets; account ids appear only on the license
 //! gauges and only when the operator enables them.
+
+pub mod trace;
 
 use std::sync::OnceLock;
 

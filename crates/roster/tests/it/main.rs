@@ -28,3 +28,4 @@ mod operability;
 mod scim_protocol;
 mod tenancy_tokens;
 mod tls;
+mod tracing;

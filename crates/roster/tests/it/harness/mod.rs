@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod http;
+pub mod otlp;
 pub mod scim;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -726,9 +727,10 @@ fn terminate(mut procs: Vec<Proc>) {
 fn spawn_roster(role: Role, listen: &str, ops_listen: &str, spec: &Spec, public_url: Option<&str>) -> Starting {
     let mut cmd = Command::new(BIN);
     scrub_env(&mut cmd);
+    // The spec's environment comes last, so a test can choose its own RUST_LOG.
     cmd.args([role.subcommand(), "--listen", listen, "--ops-listen", ops_listen])
-        .envs(spec.process_env())
         .env("RUST_LOG", std::env::var("ROSTER_IT_RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .envs(spec.process_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
