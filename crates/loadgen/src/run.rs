@@ -738,7 +738,7 @@ impl AccountRun {
             let put = ctx.admin.put_license_policy(&mut st, &self.access.id, &policy);
             let put_secs = round3(sent.elapsed().as_secs_f64());
             if let Err(e) = put {
-                // The failure is in the phase's errors (and its example); the step shows it was never decided.
+                // An HTTP error is among the phase's errors; either way the step shows it was never decided.
                 eprintln!("roster-loadgen: {step}: {e}");
                 self.phases.push(PhaseRecord::new(step, start, st, self.server_pid));
                 let seats = BTreeMap::new();
