@@ -432,8 +432,9 @@ def main():
         md.append(
             f"One group of {num(relic['members'])} members. A policy granting the group `standard` is set, then "
             "changed to grant `premium` (ranked higher, so it is no revocation and is never held), which "
-            "changes every member's license. Each step is timed from sending `PUT …/license-policy` until "
-            "`GET …/seats` (polled every 250 ms) shows every member holding the new license.\n"
+            "changes every member's license. Each step is timed from sending `PUT …/license-policy` until a poll "
+            "(every 250 ms: `GET /Users?count=0&filter=…licenseType eq \"…\"` for both licenses) first counts "
+            "every member holding the new license and nobody the old one, as confirmed by `GET …/seats`.\n"
         )
         md.append(table(["step", "users", "PUT s", "all decided after s", "polls", "seats at the end"],
                         [[s["name"], num(s["users"]), num(s["put_secs"], 2),

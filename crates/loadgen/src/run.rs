@@ -10,7 +10,7 @@ use crate::Error;
 use crate::bodies::{self, Dialect};
 use crate::client::{AccountAccess, Admin, Scim, contains, total_results};
 use crate::config::{Config, Scenario};
-use crate::encode::{group_lookup_query, user_lookup_query};
+use crate::encode::{eq_filter, form_encode, group_lookup_query, user_lookup_query};
 use crate::model::{AccountModel, GroupModel, Mismatch, ObservedGroup, ObservedUser, UserModel, compare};
 use crate::pool::{Progress, parallel, run_tasks, run_until};
 use crate::prng::Rng;
@@ -153,10 +153,10 @@ pub struct RelicenseStep {
     pub users: usize,
     /// Round trip of the `PUT …/license-policy` (it returns once the policy event is applied).
     pub put_secs: f64,
-    /// From sending the PUT until `GET …/seats` first showed every member holding the new license; `null` when
-    /// that did not happen within `--relicense-timeout-secs`.
+    /// From sending the PUT until a poll first counted every member holding the new license (and nobody the old
+    /// one), as then confirmed by `GET …/seats`; `null` when that did not happen within `--relicense-timeout-secs`.
     pub decided_secs: Option<f64>,
-    /// `GET …/seats` polls made while waiting.
+    /// Polls made while waiting (each counts both licenses' holders through SCIM).
     pub polls: usize,
     /// Seat use seen by the last poll (license name to users holding it).
     pub seats: BTreeMap<String, u64>,
@@ -173,9 +173,11 @@ pub struct RelicenseResult {
     pub steps: Vec<RelicenseStep>,
 }
 
-/// Time between `GET …/seats` polls of the relicense scenario: fine enough for a 10 s target, coarse enough that
-/// the polls (each reads the whole account) do not slow the licensing worker down much.
+/// Time between the relicense scenario's polls, fine enough for a 10 s target.
 const RELICENSE_POLL: Duration = Duration::from_millis(250);
+/// The user's license as a SCIM filter path; counting its holders with `count=0` is cheap, unlike
+/// `GET …/seats`, which reads the whole account and, polled, would compete with the licensing worker.
+const LICENSE_TYPE_ATTR: &str = "urn:ietf:params:scim:schemas:extension:roster:2.0:User:licenseType";
 
 /// The correctness check of one account.
 #[derive(Clone, Debug, Default)]
@@ -754,15 +756,24 @@ impl AccountRun {
             }
             let until = sent + Duration::from_secs(cfg.relicense_timeout_secs);
             let (mut decided_secs, mut polls, mut seats) = (None, 0, BTreeMap::new());
+            let holders = |st: &mut Stats, l: &str| {
+                let q = format!("/Users?count=0&filter={}", form_encode(&eq_filter(LICENSE_TYPE_ATTR, l)));
+                let ans = self.scim.call(st, Kind::LicenseCount, "GET", &q, None, &[200])?;
+                total_results(&ans.body).map(|n| n as usize)
+            };
             loop {
                 polls += 1;
-                if let Ok(s) = ctx.admin.seats_used(&mut st, &self.access.id) {
-                    seats = s;
-                }
-                let held = |l: &str| seats.get(l).copied().unwrap_or(0) as usize;
-                if held(license) == members && held(other) == 0 {
-                    decided_secs = Some(round3(sent.elapsed().as_secs_f64()));
-                    break;
+                if holders(&mut st, license) == Some(members) && holders(&mut st, other) == Some(0) {
+                    let seen = round3(sent.elapsed().as_secs_f64());
+                    // Confirmed by the admin API's seat use, which reads the licensing state itself.
+                    if let Ok(s) = ctx.admin.seats_used(&mut st, &self.access.id) {
+                        seats = s;
+                    }
+                    let held = |l: &str| seats.get(l).copied().unwrap_or(0) as usize;
+                    if held(license) == members && held(other) == 0 {
+                        decided_secs = Some(seen);
+                        break;
+                    }
                 }
                 if Instant::now() >= until {
                     break;

@@ -179,6 +179,9 @@ fn relicense_scenario_times_the_first_policy_and_the_change_until_every_member_h
     assert_eq!(r["correctness"]["memberships_expected"], 120);
     let result = &r["relicense"][0];
     assert_eq!(result["members"], 120);
+    let counts = &r["kinds"]["license-count"];
+    assert!(counts["count"].as_u64().unwrap() >= 4, "two license counts per poll, at least a poll per step: {counts}");
+    assert_eq!(counts["errors"], 0, "{}", r["error_examples"]);
     let steps = result["steps"].as_array().unwrap();
     let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["first-policy", "policy-change"]);
