@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/roster-target
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt services services-stop migrate
+.PHONY: run build test lint fmt services services-stop migrate bench
 
 ## Start Roster with embedded defaults (SQLite + the embedded event log in ./roster-data).
 run:
@@ -33,6 +33,11 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Micro-benchmarks and the simulator suite; writes docs/benchmarks.md and docs/benchmarks/*.svg (~20 min).
+## Measures the split Kafka + Postgres deployment too when `make services` is up. Knobs: scripts/bench.sh.
+bench:
+	CARGO="$(CARGO)" scripts/bench.sh
 
 ## Local Kafka (KRaft, from Maven Central jars) and Postgres on 127.0.0.1; prints the exports to use.
 services:

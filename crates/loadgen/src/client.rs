@@ -2,7 +2,7 @@
 //! request and record it in a [`Stats`].
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -282,24 +282,56 @@ impl Admin {
     }
 
     fn post(&self, stats: &mut Stats, path: &str, body: &Value) -> Result<Value, Error> {
+        self.call(stats, "POST", path, Some(body))
+    }
+
+    /// Sends one admin request and returns its JSON answer; any status but 200/201 is an error.
+    fn call(&self, stats: &mut Stats, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Error> {
         let url = format!("{}{}", self.url, path);
         let t = Instant::now();
-        let result = self
-            .agent
-            .post(&url)
-            .header("Authorization", &self.auth)
-            .header("Content-Type", "application/json")
-            .send(body.to_string());
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let result = match method {
+            "GET" => self.agent.get(&url).header("Authorization", &self.auth).call(),
+            "PUT" => self
+                .agent
+                .put(&url)
+                .header("Authorization", &self.auth)
+                .header("Content-Type", "application/json")
+                .send(body),
+            _ => self
+                .agent
+                .post(&url)
+                .header("Authorization", &self.auth)
+                .header("Content-Type", "application/json")
+                .send(body),
+        };
         let micros = micros_since(t);
-        let mut resp = result.map_err(|e| Error::new(format!("admin POST {url}: {e}")))?;
+        let mut resp = result.map_err(|e| Error::new(format!("admin {method} {url}: {e}")))?;
         let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().map_err(|e| Error::new(format!("admin POST {url}: {e}")))?;
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string()
+            .map_err(|e| Error::new(format!("admin {method} {url}: {e}")))?;
         if status != 201 && status != 200 {
-            stats.fail(Kind::Admin, micros, &status.to_string(), || format!("POST {path} -> {status}: {text}"));
-            return Err(Error::new(format!("admin POST {url} answered {status}: {text}")));
+            stats.fail(Kind::Admin, micros, &status.to_string(), || format!("{method} {path} -> {status}: {text}"));
+            return Err(Error::new(format!("admin {method} {url} answered {status}: {text}")));
         }
         stats.ok(Kind::Admin, micros);
-        serde_json::from_str(&text).map_err(|e| Error::new(format!("admin POST {url}: bad JSON ({e}): {text}")))
+        serde_json::from_str(&text).map_err(|e| Error::new(format!("admin {method} {url}: bad JSON ({e}): {text}")))
+    }
+
+    /// Sets an account's license policy (`PUT …/license-policy`); returns once the event has been applied.
+    pub fn put_license_policy(&self, stats: &mut Stats, account: &str, policy: &Value) -> Result<(), Error> {
+        self.call(stats, "PUT", &format!("/admin/v1/accounts/{account}/license-policy"), Some(policy)).map(|_| ())
+    }
+
+    /// Seat use per license (`GET …/seats`): license name to users holding it.
+    pub fn seats_used(&self, stats: &mut Stats, account: &str) -> Result<BTreeMap<String, u64>, Error> {
+        let v = self.call(stats, "GET", &format!("/admin/v1/accounts/{account}/seats"), None)?;
+        let seats = v["seats"].as_object().ok_or_else(|| Error::new(format!("seats answer lacks `seats`: {v}")))?;
+        Ok(seats.iter().map(|(k, s)| (k.clone(), s["used"].as_u64().unwrap_or(0))).collect())
     }
 
     /// Creates an account and a SCIM token for it; the SCIM base URL is rebased onto `public_url` when given.

@@ -18,6 +18,9 @@ pub enum Scenario {
     Lookups,
     /// One group filled to `--users` members in batches; single-member adds measured against the group's size.
     MemberAdd,
+    /// One group of `--users` members; a license policy is set, then changed so that every member's license
+    /// changes, each timed until `GET …/seats` shows every member decided.
+    Relicense,
 }
 
 impl Scenario {
@@ -28,6 +31,7 @@ impl Scenario {
             Scenario::Creates => "creates",
             Scenario::Lookups => "lookups",
             Scenario::MemberAdd => "member-add",
+            Scenario::Relicense => "relicense",
         }
     }
 }
@@ -79,6 +83,9 @@ pub struct Config {
     /// Single-member adds measured at each group size in the member-add scenario.
     #[arg(long, default_value_t = 200)]
     pub samples: usize,
+    /// How long the relicense scenario waits for each policy to be applied to every member.
+    #[arg(long, default_value_t = 300)]
+    pub relicense_timeout_secs: u64,
     /// Retries of a request answered 429 or 503, each after the server's `Retry-After` (0: no retries, the
     /// answer counts as an error).
     #[arg(long, default_value_t = 5)]
@@ -115,6 +122,7 @@ impl Config {
             duration_secs: None,
             seed: 1,
             samples: 200,
+            relicense_timeout_secs: 300,
             max_retries: 5,
             converge_timeout_secs: 0,
             report: None,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::config::Config;
 use crate::model::Mismatch;
-use crate::run::{AccountRun, CheckOutcome, Mark, MemberAddResult, PhaseRecord};
+use crate::run::{AccountRun, CheckOutcome, Mark, MemberAddResult, PhaseRecord, RelicenseResult};
 use crate::stats::{Kind, KindSummary, Stats, round1, round3};
 
 /// Mismatches reported in detail.
@@ -60,6 +60,8 @@ pub struct Report {
     pub correctness: Correctness,
     /// Single-member add latency against group size (member-add scenario).
     pub member_add: Vec<MemberAddResult>,
+    /// Time to re-license a group's members after a policy change (relicense scenario).
+    pub relicense: Vec<RelicenseResult>,
     /// CPU and memory use.
     pub resources: Resources,
 }
@@ -389,6 +391,7 @@ pub fn build(i: Inputs) -> Report {
         convergence,
         correctness,
         member_add: i.accounts.iter().filter_map(|a| a.member_add.clone()).collect(),
+        relicense: i.accounts.iter().filter_map(|a| a.relicense.clone()).collect(),
         resources: i.resources,
     }
 }
@@ -410,6 +413,7 @@ impl Report {
                 c.users, c.groups, c.memberships_per_user, c.incremental_cycles
             ),
             "member-add" => format!("one group grown to {} members, {} samples per size", c.users, c.samples),
+            "relicense" => format!("one group of {} members, a license policy set then changed", c.users),
             _ => format!("{} users", c.users),
         };
         let _ = writeln!(
@@ -478,6 +482,17 @@ impl Report {
                 "\nthrottled (retried after Retry-After, not counted as requests or errors): {}",
                 list.join(", ")
             );
+        }
+        for r in &self.relicense {
+            let _ = writeln!(s, "\nrelicense (account {}, {} members):", r.account, r.members);
+            for step in &r.steps {
+                let decided = step.decided_secs.map_or("not within the timeout".to_owned(), |d| format!("{d:.2} s"));
+                let _ = writeln!(
+                    s,
+                    "{:<14} PUT {:.2} s, every member decided after {decided} ({} polls), seats {:?}",
+                    step.name, step.put_secs, step.polls, step.seats
+                );
+            }
         }
         for m in &self.member_add {
             let _ = writeln!(s, "\nmember-add (account {}, single-member PATCH, sequential):", m.account);

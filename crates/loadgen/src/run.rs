@@ -10,7 +10,7 @@ use crate::Error;
 use crate::bodies::{self, Dialect};
 use crate::client::{AccountAccess, Admin, Scim, contains, total_results};
 use crate::config::{Config, Scenario};
-use crate::encode::{group_lookup_query, user_lookup_query};
+use crate::encode::{eq_filter, form_encode, group_lookup_query, user_lookup_query};
 use crate::model::{AccountModel, GroupModel, Mismatch, ObservedGroup, ObservedUser, UserModel, compare};
 use crate::pool::{Progress, parallel, run_tasks, run_until};
 use crate::prng::Rng;
@@ -144,6 +144,41 @@ pub struct MemberAddResult {
     pub points: Vec<MemberAddPoint>,
 }
 
+/// One timed policy change of the relicense scenario.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RelicenseStep {
+    /// `first-policy` (no policy before) or `policy-change` (every member's license changes).
+    pub name: String,
+    /// Users whose license the policy changes.
+    pub users: usize,
+    /// Round trip of the `PUT …/license-policy` (it returns once the policy event is applied).
+    pub put_secs: f64,
+    /// From sending the PUT until a poll first counted every member holding the new license (and nobody the old
+    /// one), as then confirmed by `GET …/seats`; `null` when that did not happen within `--relicense-timeout-secs`.
+    pub decided_secs: Option<f64>,
+    /// Polls made while waiting (each counts both licenses' holders through SCIM).
+    pub polls: usize,
+    /// Seat use seen by the last poll (license name to users holding it).
+    pub seats: BTreeMap<String, u64>,
+}
+
+/// The result of the relicense scenario for one account.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RelicenseResult {
+    /// Account index.
+    pub account: usize,
+    /// Members of the group the policies name.
+    pub members: usize,
+    /// The first policy, then the change.
+    pub steps: Vec<RelicenseStep>,
+}
+
+/// Time between the relicense scenario's polls, fine enough for a 10 s target.
+const RELICENSE_POLL: Duration = Duration::from_millis(250);
+/// The user's license as a SCIM filter path; counting its holders with `count=0` is cheap, unlike
+/// `GET …/seats`, which reads the whole account and, polled, would compete with the licensing worker.
+const LICENSE_TYPE_ATTR: &str = "urn:ietf:params:scim:schemas:extension:roster:2.0:User:licenseType";
+
 /// The correctness check of one account.
 #[derive(Clone, Debug, Default)]
 pub struct AccountCheck {
@@ -173,6 +208,8 @@ pub struct AccountRun {
     pub phases: Vec<PhaseRecord>,
     /// Member-add results (member-add scenario).
     pub member_add: Option<MemberAddResult>,
+    /// Relicense results (relicense scenario).
+    pub relicense: Option<RelicenseResult>,
     /// The latest correctness check.
     pub check: AccountCheck,
     rng: Rng,
@@ -186,6 +223,7 @@ pub struct AccountRun {
 /// Settings shared by the account threads.
 struct Ctx<'a> {
     cfg: &'a Config,
+    admin: &'a Admin,
     progress: &'a Progress,
     deadline: Option<Instant>,
 }
@@ -233,6 +271,7 @@ impl AccountRun {
             model: AccountModel::default(),
             phases: Vec::new(),
             member_add: None,
+            relicense: None,
             check: AccountCheck::default(),
             rng: Rng::derive(seed, 0xACC0),
             seed,
@@ -666,6 +705,87 @@ impl AccountRun {
         self.member_add = Some(MemberAddResult { account: self.index, final_size: size(&self.model), points });
     }
 
+    /// The relicense scenario: one group of `users` members; a policy granting its members `standard` is set
+    /// and timed until every member holds it, then changed to grant `premium` (ranked higher, so it is no
+    /// revocation and never held for an operator) and timed again.
+    fn relicense(&mut self, ctx: &Ctx) {
+        let cfg = ctx.cfg;
+        self.create_users(ctx, cfg.users, false, "create-users", ctx.deadline);
+        self.create_groups(ctx, 1, "create-group");
+        let Some((gseq, gid, name)) =
+            self.model.groups.iter().next().map(|(s, g)| (*s, g.id.clone(), g.display_name.clone()))
+        else {
+            return;
+        };
+        let ids: Vec<String> = self.model.users.values().map(|u| u.id.clone()).collect();
+        let tasks = ids.chunks(cfg.member_batch.max(1)).map(|c| (gseq, gid.clone(), c.to_vec())).collect();
+        self.add_members(ctx, tasks, "fill");
+        let members = self.model.groups.get(&gseq).map_or(0, |g| g.members.len());
+        let mut steps = Vec::new();
+        for (step, license, other) in
+            [("first-policy", "standard", "premium"), ("policy-change", "premium", "standard")]
+        {
+            ctx.progress.set_phase(step);
+            let policy = serde_json::json!({
+                "license_types": [
+                    {"name": "standard", "rank": 20, "seats": null},
+                    {"name": "premium", "rank": 30, "seats": null}
+                ],
+                "rules": [{"group": name, "license": license}],
+                "default_license": null
+            });
+            let mut st = Stats::new();
+            let start = Mark::now(self.server_pid);
+            let sent = Instant::now();
+            let put = ctx.admin.put_license_policy(&mut st, &self.access.id, &policy);
+            let put_secs = round3(sent.elapsed().as_secs_f64());
+            if let Err(e) = put {
+                // An HTTP error is among the phase's errors; either way the step shows it was never decided.
+                eprintln!("roster-loadgen: {step}: {e}");
+                self.phases.push(PhaseRecord::new(step, start, st, self.server_pid));
+                let seats = BTreeMap::new();
+                steps.push(RelicenseStep {
+                    name: step.to_owned(),
+                    users: members,
+                    put_secs,
+                    decided_secs: None,
+                    polls: 0,
+                    seats,
+                });
+                break;
+            }
+            let until = sent + Duration::from_secs(cfg.relicense_timeout_secs);
+            let (mut decided_secs, mut polls, mut seats) = (None, 0, BTreeMap::new());
+            let holders = |st: &mut Stats, l: &str| {
+                let q = format!("/Users?count=0&filter={}", form_encode(&eq_filter(LICENSE_TYPE_ATTR, l)));
+                let ans = self.scim.call(st, Kind::LicenseCount, "GET", &q, None, &[200])?;
+                total_results(&ans.body).map(|n| n as usize)
+            };
+            loop {
+                polls += 1;
+                if holders(&mut st, license) == Some(members) && holders(&mut st, other) == Some(0) {
+                    let seen = round3(sent.elapsed().as_secs_f64());
+                    // Confirmed by the admin API's seat use, which reads the licensing state itself.
+                    if let Ok(s) = ctx.admin.seats_used(&mut st, &self.access.id) {
+                        seats = s;
+                    }
+                    let held = |l: &str| seats.get(l).copied().unwrap_or(0) as usize;
+                    if held(license) == members && held(other) == 0 {
+                        decided_secs = Some(seen);
+                        break;
+                    }
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                thread::sleep(RELICENSE_POLL);
+            }
+            self.phases.push(PhaseRecord::new(step, start, st, self.server_pid));
+            steps.push(RelicenseStep { name: step.to_owned(), users: members, put_secs, decided_secs, polls, seats });
+        }
+        self.relicense = Some(RelicenseResult { account: self.index, members, steps });
+    }
+
     /// Reads the account back through SCIM and compares it with the model.
     fn check(&mut self, concurrency: usize) {
         let mut st = Stats::new();
@@ -804,6 +924,7 @@ fn estimate(cfg: &Config) -> u64 {
             2 * u + 2 * g + batches + cycle * cfg.incremental_cycles as u64 + check + g
         }
         Scenario::Creates | Scenario::Lookups => u + check,
+        Scenario::Relicense => u + u / cfg.member_batch.max(1) as u64 + check + 3,
         Scenario::MemberAdd => {
             let cps = member_add_checkpoints(cfg.users).len() as u64;
             u + cps * cfg.samples as u64 * 2 + u / cfg.member_batch.max(1) as u64 + check + 3
@@ -838,7 +959,7 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
     // Load.
     let load_start = Mark::now(pid);
     let deadline = cfg.duration_secs.map(|s| load_start.at + Duration::from_secs(s));
-    let ctx = Ctx { cfg, progress: &progress, deadline };
+    let ctx = Ctx { cfg, admin: &admin, progress: &progress, deadline };
     match cfg.scenario {
         Scenario::Full => parallel(&mut accounts, |a| a.full(&ctx)),
         Scenario::Creates => parallel(&mut accounts, |a| a.create_users(&ctx, cfg.users, false, "creates", deadline)),
@@ -848,6 +969,7 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
             parallel(&mut accounts, |a| a.lookups(&ctx, until));
         }
         Scenario::MemberAdd => parallel(&mut accounts, |a| a.member_add(&ctx)),
+        Scenario::Relicense => parallel(&mut accounts, |a| a.relicense(&ctx)),
     }
     let load_end = Mark::now(pid);
 

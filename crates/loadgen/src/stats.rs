@@ -36,13 +36,15 @@ pub enum Kind {
     CheckGroups,
     /// Correctness check: `GET /Groups/{id}` with members.
     CheckGroup,
+    /// Relicense scenario: `GET /Users?count=0&filter=…licenseType eq "…"`, counting a license's holders.
+    LicenseCount,
     /// Admin API calls (accounts, tokens).
     Admin,
 }
 
 impl Kind {
     /// Every kind, in report order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::UserLookup,
         Kind::UserCreate,
         Kind::GroupLookup,
@@ -57,6 +59,7 @@ impl Kind {
         Kind::CheckUsers,
         Kind::CheckGroups,
         Kind::CheckGroup,
+        Kind::LicenseCount,
         Kind::Admin,
     ];
 
@@ -77,13 +80,22 @@ impl Kind {
             Kind::CheckUsers => "check-list-users",
             Kind::CheckGroups => "check-list-groups",
             Kind::CheckGroup => "check-get-group",
+            Kind::LicenseCount => "license-count",
             Kind::Admin => "admin",
         }
     }
 
     /// Whether the request changes state (used for the time of the last write).
     pub fn is_write(self) -> bool {
-        !matches!(self, Kind::UserLookup | Kind::GroupLookup | Kind::CheckUsers | Kind::CheckGroups | Kind::CheckGroup)
+        !matches!(
+            self,
+            Kind::UserLookup
+                | Kind::GroupLookup
+                | Kind::CheckUsers
+                | Kind::CheckGroups
+                | Kind::CheckGroup
+                | Kind::LicenseCount
+        )
     }
 
     fn index(self) -> usize {

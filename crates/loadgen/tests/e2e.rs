@@ -149,3 +149,47 @@ fn full_scenario_against_a_real_roster_passes_the_correctness_check() {
     assert!(r["errors_by_status"].is_object());
     assert!(r["resources"]["server_cpu_secs"].is_number());
 }
+
+#[test]
+fn relicense_scenario_times_the_first_policy_and_the_change_until_every_member_holds_the_new_license() {
+    let Some(bin) = roster_binary() else {
+        eprintln!("SKIPPED: no roster binary in $CARGO_TARGET_DIR/debug (build it with `cargo build -p roster`)");
+        return;
+    };
+    let server = start(&bin);
+    let report = std::env::temp_dir().join(format!("lg-e2e-relicense-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_roster-loadgen"))
+        .args(["run", "--admin-url", &server.ops, "--admin-token", "adm", "--public-url", &server.public])
+        .args(["--scenario", "relicense", "--accounts", "1", "--users", "120", "--member-batch", "50"])
+        .args(["--concurrency", "4", "--relicense-timeout-secs", "60", "--no-progress", "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "loadgen failed ({:?}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&report);
+    assert_eq!(r["scenario"], "relicense");
+    assert_eq!(r["correctness"]["passed"], true);
+    assert_eq!(r["correctness"]["memberships_expected"], 120);
+    let result = &r["relicense"][0];
+    assert_eq!(result["members"], 120);
+    let counts = &r["kinds"]["license-count"];
+    assert!(counts["count"].as_u64().unwrap() >= 4, "two license counts per poll, at least a poll per step: {counts}");
+    assert_eq!(counts["errors"], 0, "{}", r["error_examples"]);
+    let steps = result["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["first-policy", "policy-change"]);
+    for (step, license, other) in [(&steps[0], "standard", "premium"), (&steps[1], "premium", "standard")] {
+        let decided = step["decided_secs"].as_f64().unwrap_or_else(|| panic!("never decided: {step}"));
+        assert!(decided >= step["put_secs"].as_f64().unwrap(), "{step}");
+        assert!(step["polls"].as_u64().unwrap() >= 1);
+        assert_eq!(step["seats"][license], 120, "{step}");
+        assert_eq!(step["seats"][other], 0, "{step}");
+    }
+}
