@@ -82,11 +82,8 @@ async fn body_json(payload: web::Payload, state: &IngressState) -> Result<Value>
             return Err(ScimError::status(413, format!("The request body exceeds the limit of {limit} bytes.")).into());
         }
     };
-    if bytes.is_empty() {
-        return Err(ScimError::invalid_syntax("The request body is empty; a JSON object is required.").into());
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ScimError::invalid_syntax(format!("The request body is not valid JSON: {e}")).into())
+    // Strict: duplicate keys are 400 too (roster_scim::body explains why).
+    Ok(roster_scim::body::parse_json(&bytes)?)
 }
 
 /// `If-Match: W/"3"` → `Some(3)`; `*` or absent → `None`.

@@ -3,6 +3,7 @@
 //! Everything here is pure (no I/O), so it can be tested exhaustively and reused by the ingress
 //! (syntax checks), the projector (deciding writes) and the SQL translation (filters).
 
+pub mod body;
 pub mod discovery;
 pub mod error;
 pub mod filter;

@@ -1,0 +1,177 @@
+//! Parsing request bodies into JSON, strictly.
+//!
+//! Differs from `serde_json::from_slice::<Value>` in one way: an object that names the same key
+//! twice is rejected (400 `invalidSyntax`) instead of keeping the last value. A body with
+//! duplicate keys has no single meaning: a proxy, a WAF or an audit log reading the first value
+//! would see a different request than the one Roster applies, so the only safe answer is to refuse
+//! it. Entra never sends duplicate keys. Keys that differ only in case (`userName`/`USERNAME`) are
+//! different JSON keys and are left to the resource rules (RFC 7643 §2.1).
+//!
+//! serde_json's nesting limit (128 levels) still applies, so deeply nested bodies are 400
+//! `invalidSyntax` rather than a stack overflow.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::ScimError;
+
+/// Parses a request body as one JSON value; invalid JSON (including invalid UTF-8, trailing data,
+/// nesting deeper than 128 levels and duplicate object keys) is 400 `invalidSyntax`.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ScimError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ScimError::invalid_syntax("The request body is empty; a JSON object is required."));
+    }
+    serde_json::from_slice::<StrictValue>(bytes)
+        .map(|v| v.0)
+        .map_err(|e| ScimError::invalid_syntax(format!("The request body is not valid JSON: {e}")))
+}
+
+/// A JSON value whose objects have unique keys.
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON text cannot spell NaN or infinity; serde_json's own `Value` makes them null too.
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        StrictValue::deserialize(d).map(|v| v.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                let shown: String = key.chars().take(60).collect();
+                return Err(de::Error::custom(format_args!("the key {shown:?} appears twice in one object")));
+            }
+            let StrictValue(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ScimType;
+
+    fn syntax_error(bytes: &[u8]) -> ScimError {
+        let e = parse_json(bytes).expect_err("the body must be rejected");
+        assert_eq!((e.status, e.scim_type), (400, Some(ScimType::InvalidSyntax)), "{e:?}");
+        e
+    }
+
+    #[test]
+    fn parses_what_serde_json_parses() {
+        let text = r#"{"schemas":["urn:x"],"userName":"a\u00e9\"b","n":-1,"u":18446744073709551615,"f":1.5e3,"z":null,"t":true,"a":[[],{}],"o":{"k":{"k":1}}}"#;
+        assert_eq!(parse_json(text.as_bytes()).expect("valid"), serde_json::from_str::<Value>(text).expect("valid"));
+    }
+
+    #[test]
+    fn duplicate_top_level_key_is_invalid_syntax() {
+        let e = syntax_error(br#"{"userName":"alice","userName":"mallory"}"#);
+        assert!(e.detail.contains("\"userName\" appears twice"), "{}", e.detail);
+    }
+
+    #[test]
+    fn duplicate_nested_key_is_invalid_syntax() {
+        syntax_error(br#"{"userName":"a","name":{"givenName":"x","givenName":"y"}}"#);
+        syntax_error(br#"{"Operations":[{"op":"add","op":"remove","path":"members"}]}"#);
+    }
+
+    #[test]
+    fn keys_differing_in_case_are_not_duplicates() {
+        let v = parse_json(br#"{"userName":"a","USERNAME":"b"}"#).expect("distinct keys");
+        assert_eq!(v, json!({"userName": "a", "USERNAME": "b"}));
+    }
+
+    #[test]
+    fn same_key_in_sibling_objects_is_fine() {
+        parse_json(br#"{"emails":[{"value":"a"},{"value":"b"}]}"#).expect("siblings may share keys");
+    }
+
+    #[test]
+    fn empty_and_blank_bodies_are_invalid_syntax() {
+        for b in [&b""[..], b"   \r\n\t"] {
+            assert!(syntax_error(b).detail.contains("empty"));
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_trailing_data_and_truncation_are_invalid_syntax() {
+        syntax_error(b"{\"userName\":\"\xff\xfe\"}");
+        syntax_error(br#"{"userName":"a"} {"#);
+        syntax_error(br#"{"userName":"a""#);
+        syntax_error(b"\xef\xbb\xbf{}");
+        syntax_error(br#"{'userName':'a'}"#);
+        syntax_error(br#"{"userName":"a",}"#);
+        syntax_error(br#"{"n":NaN}"#);
+    }
+
+    #[test]
+    fn nesting_beyond_128_levels_is_invalid_syntax_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        syntax_error(deep.as_bytes());
+        let objects = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
+        syntax_error(objects.as_bytes());
+        let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        parse_json(ok.as_bytes()).expect("100 levels are within the limit");
+    }
+}
