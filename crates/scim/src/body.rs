@@ -7,8 +7,10 @@
 //! it. Entra never sends duplicate keys. Keys that differ only in case (`userName`/`USERNAME`) are
 //! different JSON keys and are left to the resource rules (RFC 7643 §2.1).
 //!
-//! serde_json's nesting limit (128 levels) still applies, so deeply nested bodies are 400
-//! `invalidSyntax` rather than a stack overflow.
+//! Nesting is limited to [`MAX_DEPTH`] levels (400 `invalidSyntax`). serde_json's own limit of 128
+//! protects the parser's stack, but a body that uses all 128 levels no longer decodes once the
+//! ingress wraps it in an event envelope (a PATCH body sits three levels down), so the projector
+//! could never apply it. SCIM resources and PATCH messages nest six levels at most.
 
 use std::fmt;
 
@@ -17,15 +19,34 @@ use serde_json::{Map, Number, Value};
 
 use crate::ScimError;
 
-/// Parses a request body as one JSON value; invalid JSON (including invalid UTF-8, trailing data,
-/// nesting deeper than 128 levels and duplicate object keys) is 400 `invalidSyntax`.
+/// The deepest nesting of arrays and objects a request body may have; the root object is level 1.
+pub const MAX_DEPTH: usize = 32;
+
+/// Parses a request body as one JSON value; invalid JSON (including invalid UTF-8, trailing data
+/// and duplicate object keys) and nesting deeper than [`MAX_DEPTH`] are 400 `invalidSyntax`.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ScimError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ScimError::invalid_syntax("The request body is empty; a JSON object is required."));
     }
-    serde_json::from_slice::<StrictValue>(bytes)
+    let v = serde_json::from_slice::<StrictValue>(bytes)
         .map(|v| v.0)
-        .map_err(|e| ScimError::invalid_syntax(format!("The request body is not valid JSON: {e}")))
+        .map_err(|e| ScimError::invalid_syntax(format!("The request body is not valid JSON: {e}")))?;
+    if depth(&v) > MAX_DEPTH {
+        return Err(ScimError::invalid_syntax(format!(
+            "The request body nests arrays and objects more than {MAX_DEPTH} levels deep."
+        )));
+    }
+    Ok(v)
+}
+
+/// Nesting depth of arrays and objects (a scalar is 0). Recursion is bounded by serde_json's
+/// parse limit of 128 levels.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// A JSON value whose objects have unique keys.
@@ -171,7 +192,27 @@ mod tests {
         syntax_error(deep.as_bytes());
         let objects = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
         syntax_error(objects.as_bytes());
-        let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
-        parse_json(ok.as_bytes()).expect("100 levels are within the limit");
+    }
+
+    #[test]
+    fn nesting_is_limited_to_max_depth() {
+        let at_limit = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        parse_json(at_limit.as_bytes()).expect("MAX_DEPTH levels are accepted");
+        let beyond = format!(r#"{{"userName":"a","x":{}{}}}"#, "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(syntax_error(beyond.as_bytes()).detail.contains("levels deep"));
+    }
+
+    #[test]
+    fn deepest_accepted_patch_body_still_decodes_inside_an_event_envelope() {
+        // The envelope puts a PATCH body at `payload.patch`: two more levels, plus serde_json's
+        // 128-level limit on the whole record. Simulate the record around the deepest body.
+        let body = format!(
+            r#"{{"schemas":["x"],"Operations":[{{"op":"add","path":"p","value":{}1{}}}]}}"#,
+            "[".repeat(MAX_DEPTH - 3),
+            "]".repeat(MAX_DEPTH - 3)
+        );
+        let parsed = parse_json(body.as_bytes()).expect("within MAX_DEPTH");
+        let record = json!({"v": 1, "type": "user.patched", "payload": {"patch": parsed}}).to_string();
+        serde_json::from_str::<Value>(&record).expect("the event record decodes");
     }
 }

@@ -501,3 +501,24 @@ fn syntactically_invalid_names_are_invalid_value() {
     let e = AttributeSelection::parse(User, Some("user name"), None).err();
     assert_eq!(e.map(|e| e.scim_type), Some(Some(ScimType::InvalidValue)));
 }
+
+#[test]
+fn normalize_with_seventy_thousand_emails_takes_linear_time() {
+    // A 1 MiB body holds about 70,000 short emails; deduplicating them with a quadratic scan
+    // kept a worker busy for minutes (found by the hostile-input corpus).
+    let emails: Vec<Value> = (0..70_000).map(|i| json!({"value": format!("u{i}@x.io")})).collect();
+    let started = std::time::Instant::now();
+    let n = normalize(ResourceKind::User, &json!({"userName": "big", "emails": emails})).expect("valid user");
+    assert_eq!(n.attributes["emails"].as_array().map(Vec::len), Some(70_000));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn normalize_drops_repeated_emails_keeping_the_first() {
+    let n = normalize(
+        ResourceKind::User,
+        &json!({"userName": "a", "emails": [{"value": "x@y", "type": "work"}, {"type": "work", "value": "x@y"}, {"value": "z@y"}]}),
+    )
+    .expect("valid user");
+    assert_eq!(n.attributes["emails"], json!([{"value": "x@y", "type": "work"}, {"value": "z@y"}]));
+}
