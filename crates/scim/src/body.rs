@@ -7,6 +7,8 @@
 //! it. Entra never sends duplicate keys. Keys that differ only in case (`userName`/`USERNAME`) are
 //! different JSON keys and are left to the resource rules (RFC 7643 §2.1).
 //!
+//! Strings containing U+0000 are 400 `invalidValue`: Postgres cannot store them.
+//!
 //! Nesting is limited to [`MAX_DEPTH`] levels (400 `invalidSyntax`). serde_json's own limit of 128
 //! protects the parser's stack, but a body that uses all 128 levels no longer decodes once the
 //! ingress wraps it in an event envelope (a PATCH body sits three levels down), so the projector
@@ -31,22 +33,37 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ScimError> {
     let v = serde_json::from_slice::<StrictValue>(bytes)
         .map(|v| v.0)
         .map_err(|e| ScimError::invalid_syntax(format!("The request body is not valid JSON: {e}")))?;
-    if depth(&v) > MAX_DEPTH {
-        return Err(ScimError::invalid_syntax(format!(
-            "The request body nests arrays and objects more than {MAX_DEPTH} levels deep."
-        )));
-    }
+    check(&v, 1)?;
     Ok(v)
 }
 
-/// Nesting depth of arrays and objects (a scalar is 0). Recursion is bounded by serde_json's
-/// parse limit of 128 levels.
-fn depth(v: &Value) -> usize {
+/// Checks nesting (`level` is the depth of `v` if it is an array or object) and NUL characters.
+/// Recursion is bounded by serde_json's parse limit of 128 levels.
+fn check(v: &Value, level: usize) -> Result<(), ScimError> {
+    let too_deep = || {
+        ScimError::invalid_syntax(format!(
+            "The request body nests arrays and objects more than {MAX_DEPTH} levels deep."
+        ))
+    };
     match v {
-        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-        Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
-        _ => 0,
+        Value::String(s) => no_nul(s),
+        Value::Array(_) if level > MAX_DEPTH => Err(too_deep()),
+        Value::Object(_) if level > MAX_DEPTH => Err(too_deep()),
+        Value::Array(a) => a.iter().try_for_each(|e| check(e, level + 1)),
+        Value::Object(m) => m.iter().try_for_each(|(k, e)| no_nul(k).and_then(|()| check(e, level + 1))),
+        _ => Ok(()),
     }
+}
+
+/// U+0000 is valid JSON but cannot be stored (Postgres text and jsonb refuse it): accepting it
+/// would leave the projector an event it can never apply.
+fn no_nul(s: &str) -> Result<(), ScimError> {
+    if s.contains('\0') {
+        return Err(ScimError::invalid_value(
+            "The request body contains a NUL character (U+0000), which cannot be stored.",
+        ));
+    }
+    Ok(())
 }
 
 /// A JSON value whose objects have unique keys.
@@ -128,6 +145,8 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use serde_json::json;
 
     use super::*;
@@ -192,6 +211,18 @@ mod tests {
         syntax_error(deep.as_bytes());
         let objects = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
         syntax_error(objects.as_bytes());
+    }
+
+    #[test]
+    fn nul_characters_in_values_and_keys_are_invalid_value() {
+        for body in
+            [&br#"{"displayName":"a\u0000b"}"#[..], br#"{"a\u0000":1}"#, br#"{"Operations":[{"value":["\u0000"]}]}"#]
+        {
+            let e = parse_json(body).expect_err("NUL must be rejected");
+            assert_eq!((e.status, e.scim_type), (400, Some(ScimType::InvalidValue)), "{e:?}");
+            assert!(e.detail.contains("U+0000"), "{}", e.detail);
+        }
+        parse_json(br#"{"displayName":"a\u0001b"}"#).expect("other control characters are stored fine");
     }
 
     #[test]

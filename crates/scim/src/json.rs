@@ -101,6 +101,8 @@ fn hash_value(v: &Value, h: &mut impl Hasher) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
+
     use serde_json::json;
 
     use super::*;
