@@ -21,6 +21,7 @@ mod durability;
 mod entra_flow;
 mod failures;
 mod groups;
+mod hostile;
 mod licensing;
 mod scim_protocol;
 mod tenancy_tokens;
