@@ -1,5 +1,6 @@
-//! POST/PUT bodies: the strict body parser, then `normalize` for users and groups. Errors must be 4xx, and a normalized
-//! resource must pass the same checks when read back as a stored form (what PATCH re-validates).
+//! POST/PUT bodies: the ingress's strict body parser, then `normalize` for users and groups.
+//! Errors must be 4xx, and a normalized resource must pass the same checks when read back as a
+//! stored form (what PATCH re-validates).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -160,7 +160,10 @@ mod tests {
 
     #[test]
     fn parses_what_serde_json_parses() {
-        let text = r#"{"schemas":["urn:x"],"userName":"a\u00e9\"b","n":-1,"u":18446744073709551615,"f":1.5e3,"z":null,"t":true,"a":[[],{}],"o":{"k":{"k":1}}}"#;
+        let text = concat!(
+            r#"{"schemas":["urn:x"],"userName":"a\u00e9\"b","n":-1,"u":18446744073709551615,"f":1.5e3,"#,
+            r#""z":null,"t":true,"a":[[],{}],"o":{"k":{"k":1}}}"#
+        );
         assert_eq!(parse_json(text.as_bytes()).expect("valid"), serde_json::from_str::<Value>(text).expect("valid"));
     }
 
