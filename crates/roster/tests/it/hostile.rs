@@ -9,7 +9,8 @@
 //! - `headers`: added to or replacing the defaults (`Authorization: Bearer <token>`, Entra's
 //!   `Content-Type` when there is a body); `null` removes a default.
 //! - Body: `body` (a JSON value, serialized), `body_raw` (a string sent byte for byte),
-//!   `body_b64` (bytes, for invalid UTF-8) or `gen` (a large body or path built by [`generate`]).
+//!   `body_b64` (bytes, for invalid UTF-8) or `gen` (a large body, query or `{gen}` path segment
+//!   built by [`generate`]; a `body` may accompany a `gen` that builds no body).
 //! - `status`, optional `scimType`, optional `total` (`totalResults` of a 200 list response).
 //! - Placeholders in paths, bodies and headers: `{account}`, `{user}` (alice), `{user2}` (bob),
 //!   `{group}` (alice and bob), `{empty_group}`, `{other_account}`, `{other_user}`,
