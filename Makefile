@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/roster-target
 CARGO ?= cargo
 
-.PHONY: run build test lint fmt services services-stop migrate bench
+.PHONY: run build test lint fmt fuzz services services-stop migrate bench
 
 ## Start Roster with embedded defaults (SQLite + the embedded event log in ./roster-data).
 run:
@@ -26,6 +26,12 @@ test:
 	    SECONDS=0 && ROSTER_IT_BACKEND=$$backend $(CARGO) test -p roster --test it || exit 1; \
 	    echo "make test: integration suite on $$backend passed in $${SECONDS}s"; \
 	  done
+
+## Fuzzes each parser for FUZZ_SECONDS (default 300) per target with cargo-fuzz on nightly (CI runs
+## `scripts/fuzz.sh 10`). Seeds: fuzz/corpus; crashes land in fuzz/artifacts. See docs/security.md.
+FUZZ_SECONDS ?= 300
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 lint:
 	$(CARGO) fmt --all -- --check

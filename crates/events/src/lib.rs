@@ -327,6 +327,25 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_decode_encode_cycles_exactly() -> Result<(), Box<dyn std::error::Error>> {
+        // Found by fuzzing (event_decode): serde_json's default float parser may land one ulp
+        // off, so every decode/encode cycle of a stored event could change a number.
+        let huge_integer = format!("{}1{}3", "7".repeat(8), "7".repeat(103));
+        let text = format!(r#"{{"a":{huge_integer},"b":7.777777717777778e+112,"c":0.1,"d":-2.2250738585072014e-308}}"#);
+        let mut e = sample();
+        e.payload = Payload::UserCreated { attributes: serde_json::from_str(&text)? };
+        let once = Envelope::from_json(&e.to_json()?)?.to_json()?;
+        let twice = Envelope::from_json(&once)?.to_json()?;
+        assert_eq!(once, twice);
+        let Payload::UserCreated { attributes } = Envelope::from_json(&once)?.payload else {
+            return Err("payload type changed".into());
+        };
+        assert_eq!(attributes["a"].as_f64(), Some(huge_integer.parse::<f64>()?));
+        assert_eq!(attributes["b"].as_f64(), Some(7.777777717777778e112));
+        Ok(())
+    }
+
+    #[test]
     fn unknown_envelope_version_is_rejected() -> Result<(), Box<dyn std::error::Error>> {
         let mut v: Value = serde_json::from_str(&sample().to_json()?)?;
         v["v"] = json!(99);

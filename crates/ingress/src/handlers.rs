@@ -58,8 +58,14 @@ fn account(req: &HttpRequest) -> String {
     req.match_info().get("account").unwrap_or_default().to_string()
 }
 
-fn resource_id(req: &HttpRequest) -> String {
-    req.match_info().get("id").unwrap_or_default().to_string()
+/// The `{id}` of the URL; ids that cannot exist are 404 here, before the database or the log.
+fn resource_id(req: &HttpRequest, kind: ResourceKind) -> Result<String> {
+    let id = req.match_info().get("id").unwrap_or_default();
+    if !roster_scim::resource::is_possible_id(id) {
+        let shown: String = id.chars().take(64).collect();
+        return Err(ScimError::not_found(format!("{} {shown:?} not found", kind.as_str())).into());
+    }
+    Ok(id.to_string())
 }
 
 /// Query parameters as (name, value) pairs; unknown ones (Entra's `aadOptscim062020`) are ignored.
@@ -82,6 +88,7 @@ async fn body_json(payload: web::Payload, state: &IngressState) -> Result<Value>
             return Err(ScimError::status(413, format!("The request body exceeds the limit of {limit} bytes.")).into());
         }
     };
+    // Strict: duplicate keys are 400 too (roster_scim::body explains why).
     Ok(roster_scim::body::parse_json(&bytes, state.config.max_json_depth)?)
 }
 
@@ -287,7 +294,7 @@ async fn list_groups(req: HttpRequest, state: web::Data<IngressState>) -> Result
 async fn get_one(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKind) -> Result<HttpResponse> {
     let account = account(&req);
     authenticate(&req, &state, &account).await?;
-    let id = resource_id(&req);
+    let id = resource_id(&req, kind)?;
     let q = query(&req)?;
     let sel = selection(kind, &q)?;
     // Entra's reference-attribute check sends `GET /Users/{id}?filter=…`: the resource must also match.
@@ -382,7 +389,7 @@ async fn replace(
 ) -> Result<HttpResponse> {
     let account = account(&req);
     let token = authenticate(&req, &state, &account).await?;
-    let id = resource_id(&req);
+    let id = resource_id(&req, kind)?;
     let if_match = if_match(&req)?;
     let body = body_json(payload, &state).await?;
     let n = normalize(kind, &body)?;
@@ -417,7 +424,7 @@ async fn patch(
 ) -> Result<HttpResponse> {
     let account = account(&req);
     let token = authenticate(&req, &state, &account).await?;
-    let id = resource_id(&req);
+    let id = resource_id(&req, kind)?;
     let if_match = if_match(&req)?;
     let body = body_json(payload, &state).await?;
     // Syntax is checked here so malformed requests never reach the log; semantics (targets,
@@ -442,7 +449,7 @@ async fn patch_group(req: HttpRequest, payload: web::Payload, state: web::Data<I
 async fn delete(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKind) -> Result<HttpResponse> {
     let account = account(&req);
     let token = authenticate(&req, &state, &account).await?;
-    let id = resource_id(&req);
+    let id = resource_id(&req, kind)?;
     let if_match = if_match(&req)?;
     let (rt, p) = match kind {
         ResourceKind::User => (ResourceType::User, Payload::UserDeleted { if_match }),

@@ -45,7 +45,7 @@ impl Default for IngressConfig {
             filter_limits: FilterLimits::default(),
             patch_limits: PatchLimits::default(),
             apply_timeout: Duration::from_secs(10),
-            max_json_depth: 64,
+            max_json_depth: roster_scim::body::MAX_DEPTH,
             request_timeout: Duration::from_secs(30),
         }
     }

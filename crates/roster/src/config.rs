@@ -56,7 +56,7 @@ pub struct Common {
     #[arg(long, env = "ROSTER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Deepest nesting of JSON objects and arrays in a request body (1-100); deeper gets 400 invalidSyntax.
-    #[arg(long, env = "ROSTER_MAX_JSON_DEPTH", default_value_t = 64,
+    #[arg(long, env = "ROSTER_MAX_JSON_DEPTH", default_value_t = roster_scim::body::MAX_DEPTH as u16,
           value_parser = clap::value_parser!(u16).range(1..=roster_scim::body::MAX_JSON_DEPTH_LIMIT as i64))]
     pub max_json_depth: u16,
     /// Longest filter accepted, in bytes; longer gets 400 invalidFilter.

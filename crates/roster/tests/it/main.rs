@@ -21,6 +21,7 @@ mod durability;
 mod entra_flow;
 mod failures;
 mod groups;
+mod hostile;
 mod isolation;
 mod licensing;
 mod limits;

@@ -475,6 +475,9 @@ impl<'a> Parser<'a> {
             self.bump();
             match c {
                 '"' => return Ok(out),
+                // No stored value can hold U+0000 (Postgres text and jsonb refuse it), and sending
+                // it to the database fails the query instead of matching nothing.
+                '\0' => return Err(self.err_at(at, "A NUL character (U+0000) is not allowed in a string")),
                 '\\' => {
                     let Some(e) = self.peek() else {
                         return Err(self.err_at(at, "Unterminated escape sequence"));
@@ -489,7 +492,12 @@ impl<'a> Parser<'a> {
                         'n' => out.push('\n'),
                         'r' => out.push('\r'),
                         't' => out.push('\t'),
-                        'u' => out.push(self.parse_unicode_escape(at)?),
+                        'u' => match self.parse_unicode_escape(at)? {
+                            '\0' => {
+                                return Err(self.err_at(at, "A NUL character (U+0000) is not allowed in a string"));
+                            }
+                            ch => out.push(ch),
+                        },
                         other => {
                             return Err(self.err_at(at, format!("Invalid escape sequence '\\{other}' in string")));
                         }

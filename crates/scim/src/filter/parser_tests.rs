@@ -469,3 +469,13 @@ fn positions_count_characters_not_bytes() {
     let e = err("x eq \"é\" zz");
     assert!(e.detail.contains("position 10"), "{}", e.detail);
 }
+
+#[test]
+fn nul_in_a_string_literal_is_invalid_filter() {
+    // Raw or escaped: no stored value can contain U+0000, and Postgres fails a query that does.
+    for f in ["userName eq \"a\u{0}b\"", r#"userName eq "a\u0000b""#, r#"displayName co "\u0000""#] {
+        let e = err(f);
+        assert!(e.detail.contains("NUL"), "{f:?}: {}", e.detail);
+    }
+    ok(r#"userName eq "a\u0001b""#);
+}

@@ -200,6 +200,8 @@ fn upsert(
         matched
     };
     if touched.iter().any(|&i| elems.get(i).is_some_and(is_primary)) {
+        // A set: `touched` can hold every element of a very large attribute.
+        let touched: std::collections::HashSet<usize> = touched.into_iter().collect();
         for (i, e) in elems.iter_mut().enumerate() {
             if !touched.contains(&i) {
                 demote(e);

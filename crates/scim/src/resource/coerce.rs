@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::ScimError;
-use crate::json::brief;
+use crate::json::{brief, dedup};
 use crate::schema::{self, AttrType, AttributeDef, Mutability, ResolvedAttr, ResourceKind, Schema, split_urn};
 
 /// Where a key of a request object (or a PATCH path without filter) points.
@@ -90,14 +90,13 @@ pub(crate) fn coerce_attribute(def: &'static AttributeDef, v: &Value, name: &str
             Value::Array(a) => a.iter().collect(),
             other => vec![other],
         };
-        let mut out: Vec<Value> = Vec::new();
+        let mut out: Vec<Value> = Vec::with_capacity(items.len());
         for item in items {
-            if let Some(c) = coerce_element(def, item, name)?
-                && !out.contains(&c)
-            {
+            if let Some(c) = coerce_element(def, item, name)? {
                 out.push(c);
             }
         }
+        let out = dedup(out);
         return Ok((!out.is_empty()).then_some(Value::Array(out)));
     }
     match v {

@@ -64,6 +64,16 @@ pub fn normalize(kind: ResourceKind, body: &Value) -> Result<Normalized, ScimErr
     Ok(Normalized { attributes, members })
 }
 
+/// The longest resource id Roster will look up; its own ids are 36-character UUIDs.
+pub const MAX_ID_LEN: usize = 256;
+
+/// Whether `id` (from a URL) could name a stored resource. Ids are assigned by the server, so an
+/// empty or overlong id, or one with control characters (Postgres cannot even compare U+0000), is
+/// answered 404 without a database query or an event that no projector could apply.
+pub fn is_possible_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)
+}
+
 /// Checks that a stored form (e.g. the result of a PATCH) obeys the same rules as a create.
 pub fn validate_stored(kind: ResourceKind, stored: &Map<String, Value>) -> Result<(), ScimError> {
     normalize_stored(kind, stored).map(|_| ())

@@ -501,3 +501,34 @@ fn syntactically_invalid_names_are_invalid_value() {
     let e = AttributeSelection::parse(User, Some("user name"), None).err();
     assert_eq!(e.map(|e| e.scim_type), Some(Some(ScimType::InvalidValue)));
 }
+
+#[test]
+fn normalize_with_seventy_thousand_emails_takes_linear_time() {
+    // A 1 MiB body holds about 70,000 short emails; deduplicating them with a quadratic scan
+    // kept a worker busy for minutes (found by the hostile-input corpus).
+    let emails: Vec<Value> = (0..70_000).map(|i| json!({"value": format!("u{i}@x.io")})).collect();
+    let started = std::time::Instant::now();
+    let n = norm(User, json!({"userName": "big", "emails": emails}));
+    assert_eq!(n.attributes["emails"].as_array().map(Vec::len), Some(70_000));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn normalize_drops_repeated_emails_keeping_the_first() {
+    let n = norm(
+        User,
+        json!({"userName": "a", "emails": [{"value": "x@y", "type": "work"}, {"type": "work", "value": "x@y"}, {"value": "z@y"}]}),
+    );
+    assert_eq!(n.attributes["emails"], json!([{"value": "x@y", "type": "work"}, {"value": "z@y"}]));
+}
+
+#[test]
+fn possible_ids_are_non_empty_short_and_free_of_control_characters() {
+    assert!(is_possible_id("2819c223-7f76-453a-919d-413861904646"));
+    assert!(is_possible_id("..%2F.."), "odd but storable: a plain 404 later");
+    assert!(is_possible_id(&"a".repeat(MAX_ID_LEN)));
+    for bad in ["", "a\u{0}", "\u{0}", "id\n", "\u{7f}", "\u{85}x"] {
+        assert!(!is_possible_id(bad), "{bad:?}");
+    }
+    assert!(!is_possible_id(&"a".repeat(MAX_ID_LEN + 1)));
+}
