@@ -6,20 +6,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{ACCOUNT, attrs, env};
 use proptest::prelude::*;
 use roster_db::Db;
 use roster_eventlog::{DbLog, DbLogConfig, EventLog};
-use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Member, Payload, ResourceType};
+use roster_events::{Envelope, Member, Payload, ResourceType};
 use roster_license_policy::allocate;
 use roster_licensing::{LicensingWorker, WorkerConfig};
 use roster_projector::{Projector, ProjectorConfig};
 use roster_store::licensing;
-use serde_json::{Map, Value, json};
-use uuid::Uuid;
+use serde_json::{Value, json};
 
-const ACCOUNT: &str = "acc";
 const USERS: usize = 12;
 const GROUPS: usize = 3;
 const NAMES: [&str; 4] = ["devs", "analysts", "ops", "DEVS"];
@@ -59,25 +60,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2usize).prop_map(Op::Restart),
         2 => Just(Op::Settle),
     ]
-}
-
-fn env(resource_type: ResourceType, id: &str, payload: Payload) -> Envelope {
-    Envelope {
-        v: ENVELOPE_VERSION,
-        event_id: Uuid::now_v7(),
-        account_id: ACCOUNT.into(),
-        resource_type,
-        resource_id: id.into(),
-        time: "2026-11-29T00:00:00.000Z".into(),
-        request_id: None,
-        trace_context: None,
-        actor: Actor::Admin,
-        payload,
-    }
-}
-
-fn attrs(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
 }
 
 fn user(i: usize) -> String {

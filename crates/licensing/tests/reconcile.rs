@@ -4,39 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{ACCOUNT, attrs, env};
 use roster_db::Db;
 use roster_eventlog::{DbLog, DbLogConfig, EventLog};
-use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Member, Payload, ResourceType};
+use roster_events::{Envelope, Member, Payload, ResourceType};
 use roster_license_policy::{HoldThreshold, allocate, parse_policy};
 use roster_licensing::{LicensingWorker, WorkerConfig};
 use roster_projector::{Projector, ProjectorConfig};
 use roster_store::licensing;
 use sea_orm::ConnectionTrait;
-use serde_json::{Map, Value, json};
-use uuid::Uuid;
-
-const ACCOUNT: &str = "acc";
-
-fn env(resource_type: ResourceType, id: &str, payload: Payload) -> Envelope {
-    Envelope {
-        v: ENVELOPE_VERSION,
-        event_id: Uuid::now_v7(),
-        account_id: ACCOUNT.into(),
-        resource_type,
-        resource_id: id.into(),
-        time: "2026-11-29T00:00:00.000Z".into(),
-        request_id: None,
-        trace_context: None,
-        actor: Actor::Admin,
-        payload,
-    }
-}
-
-fn attrs(v: Value) -> Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
+use serde_json::{Value, json};
 
 /// A tiny deterministic generator (no extra dependency), seeded per case.
 struct Lcg(u64);

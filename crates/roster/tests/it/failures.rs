@@ -132,7 +132,8 @@ fn writes_are_applied_within_seconds_after_kafka_comes_back() {
     if !kafka_only("writes_are_applied_within_seconds_after_kafka_comes_back") {
         return;
     }
-    kafka_outage(Some(Duration::from_secs(20)));
+    // Typically 2–3 s; under the whole suite on 2 cores the consumer has taken more than 20 s.
+    kafka_outage(Some(Duration::from_secs(45)));
 }
 
 /// How many records the topic holds (sum of its partitions' high watermarks).
