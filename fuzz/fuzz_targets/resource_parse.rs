@@ -10,7 +10,7 @@ use roster_scim::schema::ResourceKind;
 
 fuzz_target!(|data: &[u8]| {
     // The ingress's own body parser (strict: unique keys, 32 levels, no NUL).
-    let body = match parse_json(data) {
+    let body = match parse_json(data, roster_scim::body::MAX_DEPTH) {
         Ok(b) => b,
         Err(e) => {
             assert_eq!(e.status, 400, "body error is not a 400: {e:?}");
