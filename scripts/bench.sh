@@ -27,11 +27,16 @@
 #   BENCH_MICRO=1 / BENCH_SIM=1      set to 0 to skip the micro-benchmarks / the simulator
 #   BENCH_RESULTS=<dir>              where the JSON results go (default $CARGO_TARGET_DIR/bench-results; wiped)
 #   BENCH_DOC=docs/benchmarks.md     the report (its SVGs go to docs/benchmarks/)
+#   BENCH_SERVER_ENV="ROSTER_RATE_LIMIT_PER_ACCOUNT=0"
+#                                    environment of every Roster process: the per-account rate limit (500/s by
+#                                    default, a tenant policy rather than capacity) is off, or one account's
+#                                    throughput would measure the limiter (the load generator retries 429s)
 # The default run takes about 20 minutes on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+server_env=${BENCH_SERVER_ENV-ROSTER_RATE_LIMIT_PER_ACCOUNT=0}
 cargo=${CARGO:-cargo}
 scale=${BENCH_SCALE:-default}
 concurrency=${BENCH_CONCURRENCY:-1 4 16 32 64}
@@ -87,7 +92,7 @@ sim() {
     local name=$1
     shift
     log "simulator: $name ($*)"
-    if ! ROSTER_BIN=$roster_bin LOADGEN_BIN=$loadgen_bin crates/loadgen/measure.sh --no-progress \
+    if ! ROSTER_ENV=$server_env ROSTER_BIN=$roster_bin LOADGEN_BIN=$loadgen_bin crates/loadgen/measure.sh --no-progress \
         --report "$results/sim/$name.json" "$@" >"$results/sim/$name.log" 2>&1; then
         log "simulator: $name failed (see $results/sim/$name.log); continuing"
     fi
@@ -137,7 +142,7 @@ split_run() {
     url=${admin_url%/*}/$db
     local env=(ROSTER_DATABASE_URL="$url" ROSTER_KAFKA_BROKERS="${ROSTER_KAFKA_BROKERS:-127.0.0.1:59092}"
         ROSTER_KAFKA_TOPIC="$topic" ROSTER_KAFKA_PARTITIONS=4 ROSTER_KAFKA_GROUP="bench-$stamp"
-        ROSTER_ADMIN_TOKEN=adm RUST_LOG=warn)
+        ROSTER_ADMIN_TOKEN=adm RUST_LOG=warn $server_env)
     env "${env[@]}" "$roster_bin" migrate >"$dir/migrate.log" 2>&1 || { log "split: migrate failed"; return 1; }
     env "${env[@]}" "$roster_bin" ingress --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 \
         >"$dir/ingress.out" 2>"$dir/ingress.err" &

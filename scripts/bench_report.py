@@ -367,7 +367,7 @@ def main():
     # Sweep.
     md.append("## Concurrency sweep (embedded SQLite, `roster serve`)\n")
     md.append(
-        "One account, a fresh server and database per point (`crates/loadgen/measure.sh`); each point runs for "
+        "One account, a fresh server and database per point, the per-account rate limit off (`BENCH_SERVER_ENV`) (`crates/loadgen/measure.sh`); each point runs for "
         f"{run.get('secs_per_point', '?')} s. Creates are `POST /Users` only; lookups are "
         "`GET /Users?filter=userName eq \"…\"` of random existing users, each checked to return exactly that "
         "user. Latency is from sending the request to the end of the response body. 'server', 'loadgen' and "
