@@ -198,16 +198,7 @@ async fn seats(req: HttpRequest, state: web::Data<AdminState>, path: web::Path<S
         Ok(h) => h,
         Err(e) => return internal(e),
     };
-    let seats: std::collections::BTreeMap<String, roster_license_policy::SeatUse> = policy
-        .license_types
-        .iter()
-        .map(|t| {
-            (
-                t.name.clone(),
-                roster_license_policy::SeatUse { used: held.get(&t.name).copied().unwrap_or(0), limit: t.seats },
-            )
-        })
-        .collect();
+    let seats = roster_license_policy::seat_use_from_counts(&policy, &held);
     HttpResponse::Ok().json(json!({ "seats": seats }))
 }
 

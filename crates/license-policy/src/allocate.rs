@@ -88,6 +88,15 @@ pub fn seat_use(policy: &Policy, holdings: &HashMap<UserId, String>) -> BTreeMap
     seats
 }
 
+/// Seat use of every license type of `policy`, from holder counts per license (e.g. a database aggregate).
+pub fn seat_use_from_counts(policy: &Policy, used: &BTreeMap<String, u64>) -> BTreeMap<String, SeatUse> {
+    policy
+        .license_types
+        .iter()
+        .map(|t| (t.name.clone(), SeatUse { used: used.get(&t.name).copied().unwrap_or(0), limit: t.seats }))
+        .collect()
+}
+
 /// Decides every user's license under `policy`, given who holds what now (`current`).
 ///
 /// The result is a pure function of its inputs (the order of `users` does not matter; a user id listed twice

@@ -35,7 +35,7 @@ mod policy;
 
 pub use allocate::{
     Allocation, Assignment, Change, HoldThreshold, Preview, RevocationImpact, SeatUse, UserId, UserInput, allocate,
-    diff, preview, revocation_share, seat_use,
+    diff, preview, revocation_share, seat_use, seat_use_from_counts,
 };
 pub use eval::{Candidate, Eligibility, Reason, eligible};
 pub use policy::{

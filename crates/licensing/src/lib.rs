@@ -468,12 +468,7 @@ impl Scoped {
     }
 
     fn seats_after(&self, policy: &Policy) -> BTreeMap<String, SeatUse> {
-        let used = self.used_after();
-        policy
-            .license_types
-            .iter()
-            .map(|t| (t.name.clone(), SeatUse { used: used.get(&t.name).copied().unwrap_or(0), limit: t.seats }))
-            .collect()
+        roster_license_policy::seat_use_from_counts(policy, &self.used_after())
     }
 }
 
