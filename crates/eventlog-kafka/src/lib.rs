@@ -233,13 +233,39 @@ fn record_of<M: Message>(m: &M) -> Record {
     Record { position: Position { partition: m.partition(), offset: m.offset() }, envelope }
 }
 
-/// Tracks partitions revoked by a rebalance so buffered records of them are dropped.
+/// Tracks partitions revoked by a rebalance so buffered records of them are dropped, and the high
+/// watermarks librdkafka reports in its statistics, so lag needs no broker round trip (a blocking
+/// watermark request per partition held the projector, and its shutdown, on a slow broker).
 #[derive(Default)]
 struct RebalanceContext {
     revoked: Mutex<Vec<i32>>,
+    high: Mutex<HashMap<i32, i64>>,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    // Read as plain JSON: only two fields per partition are needed, and rdkafka's typed
+    // `Statistics` rejects the whole document when a librdkafka release adds or drops a field.
+    fn stats_raw(&self, json: &[u8]) {
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(json) else { return };
+        let Some(topics) = doc.get("topics").and_then(serde_json::Value::as_object) else { return };
+        let Ok(mut high) = self.high.lock() else { return };
+        for topic in topics.values() {
+            let Some(partitions) = topic.get("partitions").and_then(serde_json::Value::as_object) else { continue };
+            for (id, p) in partitions {
+                let (Ok(partition), Some(hi)) =
+                    (id.parse::<i32>(), p.get("hi_offset").and_then(serde_json::Value::as_i64))
+                else {
+                    continue;
+                };
+                // Partition -1 is librdkafka's internal "unassigned" queue; a negative offset
+                // means no fetch response has reported the partition's end yet.
+                if partition >= 0 && hi >= 0 {
+                    high.insert(partition, hi);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -264,7 +290,6 @@ pub struct KafkaSource {
     topic: String,
     pending: BTreeMap<i32, Vec<Record>>,
     idle: Duration,
-    watermarks: HashMap<i32, (std::time::Instant, i64)>,
     next: HashMap<i32, i64>,
 }
 
@@ -282,6 +307,7 @@ impl KafkaSource {
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            .set("statistics.interval.ms", "1000")
             .create_with_context(RebalanceContext::default())
             .map_err(|e| unavailable("cannot create the Kafka consumer", e))?;
         consumer.subscribe(&[&cfg.topic]).map_err(|e| unavailable("cannot subscribe to the event topic", e))?;
@@ -290,7 +316,6 @@ impl KafkaSource {
             topic: cfg.topic.clone(),
             pending: BTreeMap::new(),
             idle: Duration::from_millis(200),
-            watermarks: HashMap::new(),
             next: HashMap::new(),
         })
     }
@@ -303,18 +328,9 @@ impl KafkaSource {
         }
     }
 
-    /// High watermarks are a broker round trip: refresh them at most every few seconds.
-    fn high_watermark(&mut self, partition: i32) -> Option<i64> {
-        let now = std::time::Instant::now();
-        if let Some((at, high)) = self.watermarks.get(&partition)
-            && now.duration_since(*at) < Duration::from_secs(5)
-        {
-            return Some(*high);
-        }
-        let (_, high) =
-            self.consumer.fetch_watermarks(&self.topic, partition, Timeout::After(Duration::from_millis(500))).ok()?;
-        self.watermarks.insert(partition, (now, high));
-        Some(high)
+    /// The partition's end as of librdkafka's last statistics (every second while assigned).
+    fn high_watermark(&self, partition: i32) -> Option<i64> {
+        self.consumer.context().high.lock().ok()?.get(&partition).copied()
     }
 
     fn take(&mut self, max: usize) -> Option<Batch> {
@@ -328,11 +344,14 @@ impl KafkaSource {
         Some(Batch { partition, records: batch })
     }
 
-    /// Commits stored offsets synchronously (on shutdown).
-    pub fn commit(&self) {
-        if let Err(e) = self.consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-            tracing::debug!(error = %e, "final offset commit skipped");
-        }
+    /// Leaves the consumer group on shutdown. librdkafka commits the stored offsets and waits for the
+    /// group to acknowledge, which blocks for a broker round trip or more: call it off the async
+    /// workers (`spawn_blocking`) so a slow broker cannot hold the runtime past the grace period.
+    /// The offsets are only for lag monitoring; the projector's positions live in the database.
+    pub fn close(self) {
+        let started = std::time::Instant::now();
+        drop(self);
+        tracing::debug!(took_ms = started.elapsed().as_millis() as u64, "Kafka consumer closed");
     }
 }
 
@@ -378,6 +397,10 @@ impl BatchSource for KafkaSource {
     async fn lag(&mut self, partition: i32) -> Option<i64> {
         let next = *self.next.get(&partition)?;
         self.high_watermark(partition).map(|high| high - next)
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        self.next.keys().copied().collect()
     }
 
     async fn done(&mut self, partition: i32, done: BatchDone) -> Result<(), LogError> {

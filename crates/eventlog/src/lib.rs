@@ -118,6 +118,10 @@ pub trait BatchSource: Send {
     async fn lag(&mut self, _partition: i32) -> Option<i64> {
         None
     }
+    /// The partitions this source has delivered, so an idle projector keeps their lag current.
+    fn partitions(&self) -> Vec<i32> {
+        Vec::new()
+    }
 }
 
 /// Tuning of the database log's group commit.

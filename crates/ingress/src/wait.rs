@@ -19,6 +19,9 @@ use uuid::Uuid;
 pub struct OutcomeWaiter {
     db: Db,
     hub: Arc<OutcomeHub>,
+    /// Set when the process stops: waits end by then, so in-flight writes get their 503 before
+    /// the grace period runs out instead of a reset connection.
+    stop_by: Arc<watch::Sender<Option<tokio::time::Instant>>>,
 }
 
 /// The channel the projector notifies after each committed batch (Postgres only).
@@ -116,7 +119,28 @@ impl OutcomeWaiter {
                 h
             }
         };
-        Self { db, hub }
+        Self { db, hub, stop_by: Arc::new(watch::Sender::new(None)) }
+    }
+
+    /// Shutdown: every wait, current and future, ends by `deadline` (the write stays durable and
+    /// the client is told it is not yet applied).
+    pub fn stop_waiting_by(&self, deadline: tokio::time::Instant) {
+        self.stop_by.send_replace(Some(deadline));
+    }
+
+    /// Resolves at the shutdown deadline, once one is set; never before.
+    async fn stopped(&self) {
+        let mut rx = self.stop_by.subscribe();
+        loop {
+            let deadline = *rx.borrow_and_update();
+            if let Some(deadline) = deadline {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Appends `events` in order and waits up to `timeout` for the projector's decision on the last
@@ -155,8 +179,13 @@ impl OutcomeWaiter {
     /// will be applied exactly once).
     pub async fn wait(&self, pending: Pending, timeout: Duration) -> Option<Outcome> {
         let Pending { event_id, rx } = pending;
-        if let Ok(Ok(outcome)) = tokio::time::timeout(timeout, rx).await {
-            return Some(outcome);
+        tokio::select! {
+            received = tokio::time::timeout(timeout, rx) => {
+                if let Ok(Ok(outcome)) = received {
+                    return Some(outcome);
+                }
+            }
+            () = self.stopped() => {}
         }
         self.hub.forget(&event_id);
         // The projector may have finished just as we gave up.

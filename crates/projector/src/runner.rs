@@ -291,7 +291,11 @@ fn record_outcome_metrics(event_type: &str, outcome: &Outcome) {
 /// After an idle poll: partitions the source reports as caught up have no lag.
 async fn idle_lag(source: &mut dyn BatchSource) {
     let m = roster_telemetry::metrics();
-    for partition in known_partitions() {
+    let mut partitions = known_partitions();
+    partitions.extend(source.partitions());
+    partitions.sort_unstable();
+    partitions.dedup();
+    for partition in partitions {
         let lag = source.lag(partition).await;
         let p = partition.to_string();
         if let Some(lag) = lag {

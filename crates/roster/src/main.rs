@@ -64,8 +64,10 @@ fn main() -> Result<()> {
         }
     });
     // Stop the runtime's tasks first, then export the spans still queued (blocking, so outside
-    // the runtime), whatever the outcome.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    // the runtime), whatever the outcome. The long-running commands have already spent their
+    // grace period on an orderly stop; anything still blocked (a Kafka client waiting on a slow
+    // broker) gets one more second, so the process exits within the grace Kubernetes expects.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     telemetry.shutdown();
     result
 }

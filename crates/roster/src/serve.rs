@@ -66,7 +66,16 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
                 let mut source = KafkaSource::new(k)?;
                 tasks.push(tokio::spawn(async move {
                     projector.run(&mut source, token).await;
-                    source.commit();
+                    tracing::debug!("projector stopped; leaving the consumer group");
+                    // Leaving the group is a courtesy that speeds up the next rebalance; when a
+                    // concurrent rebalance holds it (every replica stopping at once), the session
+                    // timeout does the same, so it is not worth the grace period.
+                    let close = tokio::task::spawn_blocking(move || source.close());
+                    if tokio::time::timeout(Duration::from_secs(2), close).await.is_err() {
+                        tracing::info!(
+                            "leaving the Kafka consumer group timed out; the session timeout ends membership"
+                        );
+                    }
                 }));
             }
             None => {
@@ -188,7 +197,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     }
 
     let licensing = LicensingSettings {
-        waiter,
+        waiter: waiter.clone(),
         apply_timeout: Duration::from_secs(c.apply_timeout_secs.max(1)),
         hold: c.hold_threshold(),
     };
@@ -226,12 +235,20 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     // Stop accepting and finish in-flight requests, then stop the background loops (the projector
     // finishes or rolls back its batch), flush the producer and the token usage: all within the
     // grace period, after which the process exits regardless.
+    let deadline = tokio::time::Instant::now() + grace;
+    // Writes waiting for a projector that is stopping too answer 503 a second before the grace
+    // runs out, leaving that second for the producer flush and the token usage.
+    waiter.stop_waiting_by(deadline - Duration::from_secs(1).min(grace / 2));
     let graceful = async {
         futures_util::future::join_all(servers.iter().map(|s| s.stop(true))).await;
+        tracing::debug!("servers stopped; stopping background tasks");
         cancel.cancel();
         futures_util::future::join_all(tasks).await;
-        if let Some(k) = &kafka_log {
-            k.flush(Duration::from_secs(5));
+        tracing::debug!("background tasks stopped");
+        if let Some(k) = kafka_log.clone() {
+            // Blocking, so off the async workers, and only for what is left of the grace.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = tokio::task::spawn_blocking(move || k.flush(left)).await;
         }
         if let Err(e) = usage.flush(&db).await {
             tracing::warn!(error = %e, "recording token usage on shutdown failed");
@@ -240,7 +257,9 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     if tokio::time::timeout(grace, graceful).await.is_err() {
         tracing::warn!("shutdown grace period exceeded; exiting anyway");
     }
-    db.close().await.ok();
+    // A task still holding a connection after the grace (a batch cut short) would keep the pool's
+    // close waiting forever; its transaction rolls back when the process exits.
+    let _ = tokio::time::timeout(Duration::from_secs(1), db.close()).await;
     Ok(())
 }
 

@@ -571,27 +571,35 @@ impl Server {
     /// SIGTERM to every process at once; for each, how long it took to exit and its exit status
     /// (`None` when it was still running after `wait` and had to be SIGKILLed).
     pub fn stop_timed(&mut self, wait: Duration) -> Vec<(Role, Duration, Option<std::process::ExitStatus>)> {
-        let mut procs: Vec<(Role, Proc)> =
-            self.members.iter_mut().filter_map(|m| m.take_proc().map(|p| (m.role, p))).collect();
         let started = Instant::now();
-        for (_, p) in &procs {
+        let running: Vec<usize> = (0..self.members.len()).filter(|i| self.members[*i].proc.is_some()).collect();
+        for p in self.members.iter().filter_map(|m| m.proc.as_ref()) {
             let _ = Command::new("kill").args(["-TERM", &p.child.id().to_string()]).status();
         }
-        let mut out = Vec::new();
-        for (role, p) in &mut procs {
-            let status = loop {
+        // Polled together, so each process's time is its own and not its predecessors'.
+        let mut out: Vec<Option<(Role, Duration, Option<std::process::ExitStatus>)>> = vec![None; running.len()];
+        while out.iter().any(Option::is_none) {
+            let elapsed = started.elapsed();
+            for (i, slot) in running.iter().zip(out.iter_mut()) {
+                let m = &mut self.members[*i];
+                let Some(p) = m.proc.as_mut() else { continue };
+                if slot.is_some() {
+                    continue;
+                }
                 if let Ok(Some(st)) = p.child.try_wait() {
-                    break Some(st);
+                    *slot = Some((m.role, elapsed, Some(st)));
+                } else if elapsed > wait {
+                    *slot = Some((m.role, elapsed, None));
                 }
-                if started.elapsed() > wait {
-                    break None;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            out.push((*role, started.elapsed(), status));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Taken only now, so the logs keep what each process said while stopping.
+        for i in running {
+            drop(self.members[i].take_proc());
         }
         self.update_router();
-        out
+        out.into_iter().flatten().collect()
     }
 
     /// SIGTERM to every process, then SIGKILL after 15 s: a graceful stop.
