@@ -47,6 +47,24 @@ pub struct ApplyContext {
     policies: HashMap<String, roster_license_policy::Policy>,
     /// Active holders per (account, license), kept exact while only license changes apply.
     holders: HashMap<(String, String), u64>,
+    /// The run of `user.created` events being applied, if prefetched.
+    creates: Option<CreateRun>,
+}
+
+/// A run of consecutive `user.created` events (an initial Entra cycle is thousands of them):
+/// their ids and userNames are checked against one lookup made up front, and the new rows are
+/// inserted together when the run ends, instead of three round trips per user. Exact because
+/// nothing else touches the users table while the run lasts: any other event ends it first.
+#[derive(Debug, Default)]
+struct CreateRun {
+    /// The events the lookup covered.
+    events: HashSet<uuid::Uuid>,
+    /// (account, id) of existing users: in the database, or created earlier in the run.
+    ids: HashSet<(String, String)>,
+    /// (account, folded userName) of existing users.
+    names: HashSet<(String, String)>,
+    /// Rows created by the run and not yet inserted, in order.
+    pending: Vec<(String, UserRow)>,
 }
 
 impl ApplyContext {
@@ -97,6 +115,47 @@ impl ApplyContext {
         Ok(n)
     }
 
+    /// Starts a run of `user.created` events (see [`CreateRun`]): `events` are the batch's next
+    /// events up to the first of another kind. Ends the current run first.
+    pub async fn begin_creates<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
+        self.flush(c).await?;
+        let mut run = CreateRun::default();
+        let mut per_account: HashMap<&str, (Vec<&str>, Vec<String>)> = HashMap::new();
+        for env in events {
+            let Payload::UserCreated { attributes } = &env.payload else { continue };
+            run.events.insert(env.event_id);
+            let (ids, names) = per_account.entry(env.account_id.as_str()).or_default();
+            ids.push(env.resource_id.as_str());
+            names.push(fold(&user_name_of(attributes)));
+        }
+        for (account, (ids, names)) in per_account {
+            for id in write::existing_user_ids(c, account, &ids).await? {
+                run.ids.insert((account.to_string(), id));
+            }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            for (name, _) in write::user_ids_by_names(c, account, &names).await? {
+                run.names.insert((account.to_string(), name));
+            }
+        }
+        self.creates = Some(run);
+        Ok(())
+    }
+
+    /// Whether the current run of creates covers this event.
+    pub fn creates_cover(&self, env: &Envelope) -> bool {
+        self.creates.as_ref().is_some_and(|r| r.events.contains(&env.event_id))
+    }
+
+    /// Ends the run of creates: inserts its rows. Called before any other event applies and at the
+    /// end of the batch.
+    pub async fn flush<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
+        if let Some(run) = self.creates.take() {
+            let rows: Vec<(&str, &UserRow)> = run.pending.iter().map(|(a, u)| (a.as_str(), u)).collect();
+            write::insert_users(c, &rows).await?;
+        }
+        Ok(())
+    }
+
     fn moved_seat(&mut self, account: &str, from: Option<&str>, to: Option<&str>) {
         if let Some(n) = from.and_then(|l| self.holders.get_mut(&(account.to_string(), l.to_string()))) {
             *n = n.saturating_sub(1);
@@ -125,8 +184,15 @@ pub async fn apply_event<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Outcome, StoreError> {
     let account = env.account_id.as_str();
+    let in_run = ctx.creates_cover(env);
+    if !in_run {
+        ctx.flush(c).await?;
+    }
     let decision = match &env.payload {
-        Payload::UserCreated { attributes } => user_created(c, env, attributes).await?,
+        Payload::UserCreated { attributes } => match ctx.creates.as_mut().filter(|_| in_run) {
+            Some(run) => run.create(env, attributes),
+            None => user_created(c, env, attributes).await?,
+        },
         Payload::UserReplaced { attributes, if_match } => user_replaced(c, env, attributes.clone(), *if_match).await?,
         Payload::UserPatched { patch, if_match } => user_patched(c, env, patch, *if_match).await?,
         Payload::UserDeleted { if_match } => user_deleted(c, env, *if_match).await?,
@@ -219,6 +285,36 @@ async fn user_created<C: ConnectionTrait>(
         UserRow::from_attributes(env.resource_id.clone(), attrs.clone(), env.time.clone(), env.time.clone(), 1, None);
     write::insert_user(c, account, &row).await?;
     Ok(ok(201, Some(1)))
+}
+
+impl CreateRun {
+    /// [`user_created`] against the run's lookup: the same checks, in the same order.
+    fn create(&mut self, env: &Envelope, attrs: &Map<String, Value>) -> Decision {
+        let account = env.account_id.clone();
+        let id_key = (account.clone(), env.resource_id.clone());
+        if self.ids.contains(&id_key) {
+            return Err(ScimError::uniqueness(format!("a user with id {:?} already exists", env.resource_id)));
+        }
+        let user_name = user_name_of(attrs);
+        let name_key = (account.clone(), fold(&user_name));
+        if self.names.contains(&name_key) {
+            return Err(ScimError::uniqueness(format!(
+                "userName {user_name:?} is already used by another user in this account"
+            )));
+        }
+        let row = UserRow::from_attributes(
+            env.resource_id.clone(),
+            attrs.clone(),
+            env.time.clone(),
+            env.time.clone(),
+            1,
+            None,
+        );
+        self.ids.insert(id_key);
+        self.names.insert(name_key);
+        self.pending.push((account, row));
+        ok(201, Some(1))
+    }
 }
 
 fn not_found(kind: &str, id: &str) -> ScimError {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use roster_db::{Db, StoreError};
 use roster_eventlog::{BatchDone, BatchSource, LogError, Record};
-use roster_events::Outcome;
+use roster_events::{Envelope, Outcome, Payload};
 use roster_store::{outcomes, write};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio_util::sync::CancellationToken;
@@ -163,6 +163,7 @@ impl Projector {
             return Ok(BatchResult { done: BatchDone::Rewind { to: stored }, outcomes: Vec::new() });
         }
         let mut published = Vec::with_capacity(records.len());
+        let mut decisions = Vec::with_capacity(records.len());
         // Events of this batch already decided (a producer retry can put a second copy of an event
         // in the log): one query for the whole batch, then kept up to date as the batch applies.
         let ids: Vec<String> = records
@@ -183,7 +184,8 @@ impl Projector {
         let mut ctx = ApplyContext::new(licensed);
         let mut marks: std::collections::BTreeMap<&str, std::collections::HashMap<String, i64>> =
             std::collections::BTreeMap::new();
-        for record in records.iter().filter(|r| r.position.offset >= stored) {
+        let live: Vec<&Record> = records.iter().filter(|r| r.position.offset >= stored).collect();
+        for (i, record) in live.iter().enumerate() {
             let env = match &record.envelope {
                 Ok(env) => env,
                 Err(e) => {
@@ -194,6 +196,15 @@ impl Projector {
             if !decided.insert(env.event_id.to_string()) {
                 // The same event appended twice (a producer retry): applied once, as the first copy decided.
                 continue;
+            }
+            if matches!(env.payload, Payload::UserCreated { .. }) && !ctx.creates_cover(env) {
+                // A run of creates: looked up together, inserted together.
+                let run: Vec<&Envelope> = live[i..]
+                    .iter()
+                    .filter_map(|r| r.envelope.as_ref().ok())
+                    .take_while(|e| matches!(e.payload, Payload::UserCreated { .. }))
+                    .collect();
+                ctx.begin_creates(&txn, &run).await?;
             }
             let span = event_span(env, partition, record.position.offset);
             let outcome = apply_event(&txn, env, &mut ctx).instrument(span.clone()).await?;
@@ -213,11 +224,19 @@ impl Projector {
                     account_marks.insert(user, mark);
                 }
             }
-            let json = env.to_json().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            outcomes::insert(&txn, env, &json, partition, record.position.offset, &outcome).await?;
+            let envelope_json = env.to_json().map_err(|e| StoreError::Corrupt(e.to_string()))?;
             record_outcome_metrics(env.event_type(), &outcome);
+            decisions.push(outcomes::NewOutcome {
+                envelope: env,
+                envelope_json,
+                partition,
+                offset: record.position.offset,
+                outcome: outcome.clone(),
+            });
             published.push((env.event_id, outcome));
         }
+        ctx.flush(&txn).await?;
+        outcomes::insert_many(&txn, &decisions).await?;
         for (account, n) in changed {
             roster_store::licensing::bump_seq(&txn, account, n).await?;
         }

@@ -6,36 +6,56 @@ use roster_events::{Envelope, Outcome, OutcomeError, TraceContext};
 use sea_orm::{ConnectionTrait, Value};
 use serde_json::{Value as Json, json};
 
-/// Records an event's outcome (inside the projector's transaction). Idempotent per event id.
-pub async fn insert<C: ConnectionTrait>(
-    c: &C,
-    envelope: &Envelope,
-    envelope_json: &str,
-    partition: i32,
-    offset: i64,
-    outcome: &Outcome,
-) -> Result<(), StoreError> {
+/// One event's outcome as the projector records it.
+pub struct NewOutcome<'a> {
+    /// The event decided.
+    pub envelope: &'a Envelope,
+    /// The event as stored in the history (its JSON encoding).
+    pub envelope_json: String,
+    /// Where the event sits in the log.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: i64,
+    /// What the projector decided.
+    pub outcome: Outcome,
+}
+
+/// Rows per `INSERT`: 9 parameters each stays far below SQLite's and Postgres's parameter limits.
+const OUTCOME_ROWS_PER_INSERT: usize = 400;
+
+/// Records events' outcomes (inside the projector's transaction), many rows per statement: one
+/// round trip per event was most of a batch's cost. Idempotent per event id.
+pub async fn insert_many<C: ConnectionTrait>(c: &C, rows: &[NewOutcome<'_>]) -> Result<(), StoreError> {
     let b = c.get_database_backend();
-    let error = match &outcome.error {
-        Some(e) => Some(serde_json::to_string(e).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-        None => None,
-    };
-    c.execute_raw(stmt(
-        b,
-        "INSERT INTO event_outcomes (event_id, account_id, resource_id, partition, log_offset, status, version, error, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        [
-            envelope.event_id.to_string().into(),
-            envelope.account_id.clone().into(),
-            envelope.resource_id.clone().into(),
-            partition.into(),
-            offset.into(),
-            i32::from(outcome.status).into(),
-            outcome.version.map(|v| v as i64).into(),
-            error.into(),
-            envelope_json.into(),
-        ],
-    ))
-    .await?;
+    for chunk in rows.chunks(OUTCOME_ROWS_PER_INSERT) {
+        let mut values = Vec::with_capacity(chunk.len() * 9);
+        for r in chunk {
+            let error = match &r.outcome.error {
+                Some(e) => Some(serde_json::to_string(e).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                None => None,
+            };
+            values.extend([
+                Value::from(r.envelope.event_id.to_string()),
+                r.envelope.account_id.clone().into(),
+                r.envelope.resource_id.clone().into(),
+                r.partition.into(),
+                r.offset.into(),
+                i32::from(r.outcome.status).into(),
+                r.outcome.version.map(|v| v as i64).into(),
+                error.into(),
+                r.envelope_json.clone().into(),
+            ]);
+        }
+        let tuples = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        c.execute_raw(stmt(
+            b,
+            &format!(
+                "INSERT INTO event_outcomes (event_id, account_id, resource_id, partition, log_offset, status, version, error, envelope) VALUES {tuples} ON CONFLICT (event_id) DO NOTHING"
+            ),
+            values,
+        ))
+        .await?;
+    }
     Ok(())
 }
 

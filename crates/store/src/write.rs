@@ -177,28 +177,87 @@ pub async fn user_id_by_name<C: ConnectionTrait>(
     Ok(row.map(|r| r.try_get_by_index::<String>(0)).transpose()?)
 }
 
+/// Ids and userNames looked up per statement by the batch lookups below.
+const LOOKUP_CHUNK: usize = 500;
+
+/// Which of `ids` are users of the account (one query per 500 ids).
+pub async fn existing_user_ids<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    ids: &[&str],
+) -> Result<Vec<String>, StoreError> {
+    let b = c.get_database_backend();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
+        let sql = format!("SELECT id FROM scim_users WHERE account_id = ? AND id IN ({marks})");
+        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
+            out.push(r.try_get_by_index::<String>(0)?);
+        }
+    }
+    Ok(out)
+}
+
+/// (folded userName, id) of the account's users holding any of the case-folded `names`.
+pub async fn user_ids_by_names<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    folded: &[&str],
+) -> Result<Vec<(String, String)>, StoreError> {
+    let b = c.get_database_backend();
+    let mut out = Vec::new();
+    for chunk in folded.chunks(LOOKUP_CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|n| Value::from(*n)));
+        let sql =
+            format!("SELECT user_name_lower, id FROM scim_users WHERE account_id = ? AND user_name_lower IN ({marks})");
+        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
+            out.push((r.try_get_by_index::<String>(0)?, r.try_get_by_index::<String>(1)?));
+        }
+    }
+    Ok(out)
+}
+
 /// Inserts a new user.
 pub async fn insert_user<C: ConnectionTrait>(c: &C, account: &str, u: &UserRow) -> Result<(), StoreError> {
+    insert_users(c, &[(account, u)]).await
+}
+
+/// Rows per `INSERT` of users: 12 parameters each, far below the databases' parameter limits.
+const USER_ROWS_PER_INSERT: usize = 200;
+
+/// Inserts new users, many rows per statement (a run of creates is one round trip, not hundreds).
+pub async fn insert_users<C: ConnectionTrait>(c: &C, rows: &[(&str, &UserRow)]) -> Result<(), StoreError> {
     let b = c.get_database_backend();
-    c.execute_raw(stmt(
-        b,
-        "INSERT INTO scim_users (account_id, id, user_name, user_name_lower, external_id, display_name, active, created, last_modified, version, license_type, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            account.into(),
-            u.id.clone().into(),
-            u.user_name.clone().into(),
-            fold(&u.user_name).into(),
-            u.external_id.clone().into(),
-            u.display_name.clone().into(),
-            u.active.into(),
-            u.created.clone().into(),
-            u.last_modified.clone().into(),
-            u.version.into(),
-            u.license_type.clone().into(),
-            json_text(&u.resource).into(),
-        ],
-    ))
-    .await?;
+    for chunk in rows.chunks(USER_ROWS_PER_INSERT) {
+        let mut values = Vec::with_capacity(chunk.len() * 12);
+        for (account, u) in chunk {
+            values.extend([
+                Value::from(*account),
+                u.id.clone().into(),
+                u.user_name.clone().into(),
+                fold(&u.user_name).into(),
+                u.external_id.clone().into(),
+                u.display_name.clone().into(),
+                u.active.into(),
+                u.created.clone().into(),
+                u.last_modified.clone().into(),
+                u.version.into(),
+                u.license_type.clone().into(),
+                json_text(&u.resource).into(),
+            ]);
+        }
+        let tuples = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        c.execute_raw(stmt(
+            b,
+            &format!(
+                "INSERT INTO scim_users (account_id, id, user_name, user_name_lower, external_id, display_name, active, created, last_modified, version, license_type, resource) VALUES {tuples}"
+            ),
+            values,
+        ))
+        .await?;
+    }
     Ok(())
 }
 
