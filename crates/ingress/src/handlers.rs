@@ -128,13 +128,28 @@ async fn submit(
     resource_id: String,
     payload: Payload,
 ) -> Result<Outcome> {
+    submit_at(req, state, account, token_id, resource_type, resource_id, payload, roster_scim::time::now()).await
+}
+
+/// [`submit`] with the event's time chosen by the caller (who renders the result from it).
+#[allow(clippy::too_many_arguments)]
+async fn submit_at(
+    req: &HttpRequest,
+    state: &IngressState,
+    account: &str,
+    token_id: String,
+    resource_type: ResourceType,
+    resource_id: String,
+    payload: Payload,
+    time: String,
+) -> Result<Outcome> {
     let env = Envelope {
         v: ENVELOPE_VERSION,
         event_id: Uuid::now_v7(),
         account_id: account.to_string(),
         resource_type,
         resource_id,
-        time: roster_scim::time::now(),
+        time,
         request_id: req
             .headers()
             .get("x-request-id")
@@ -363,7 +378,27 @@ async fn create(
     let n = normalize(kind, &body)?;
     let id = Uuid::new_v4().to_string();
     let (rt, p) = match kind {
-        ResourceKind::User => (ResourceType::User, Payload::UserCreated { attributes: n.attributes }),
+        ResourceKind::User => {
+            // A created user is exactly the event's attributes at the event's time, with version 1,
+            // no groups (its id is new) and no license yet: answered from the event, without
+            // reading back the row the projector just wrote (two queries per create).
+            let time = roster_scim::time::now();
+            let row = roster_store::write::UserRow::from_attributes(
+                id.clone(),
+                n.attributes.clone(),
+                time.clone(),
+                time.clone(),
+                1,
+                None,
+            );
+            let payload = Payload::UserCreated { attributes: n.attributes };
+            let outcome = submit_at(&req, &state, &account, token, ResourceType::User, id, payload, time).await?;
+            let body = read::render_user(&row, &state.base_url(&account), Some(&[]));
+            return Ok(resource_response(
+                StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::CREATED),
+                &AttributeSelection::all().apply(ResourceKind::User, &body),
+            ));
+        }
         ResourceKind::Group => {
             let members = members_of(&n);
             (ResourceType::Group, Payload::GroupCreated { attributes: n.attributes, members })
