@@ -266,14 +266,16 @@ async fn list(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKi
     match kind {
         ResourceKind::User => {
             let (total, rows) = read::list_users(&state.db, &account, &lq).await?;
+            let groups = if sel.wants(kind, "groups") && !rows.is_empty() {
+                let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+                Some(read::member_of_many(&state.db, &account, &ids).await?)
+            } else {
+                None
+            };
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
-                let groups = if sel.wants(kind, "groups") {
-                    Some(read::member_of(&state.db, &account, &row.id).await?)
-                } else {
-                    None
-                };
-                out.push(sel.apply(kind, &read::render_user(row, &base, groups.as_deref())));
+                let of = groups.as_ref().map(|g| g.get(&row.id).map(Vec::as_slice).unwrap_or_default());
+                out.push(sel.apply(kind, &read::render_user(row, &base, of)));
             }
             Ok(list_body(out, total, start_index))
         }

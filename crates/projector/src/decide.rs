@@ -49,6 +49,29 @@ pub struct ApplyContext {
     holders: HashMap<(String, String), u64>,
     /// The run of `user.created` events being applied, if prefetched.
     creates: Option<CreateRun>,
+    /// The run of `license.changed` events being applied, if prefetched.
+    licenses: Option<LicenseRun>,
+}
+
+/// A user as a license change sees it: (active, license).
+type LicenseState = (bool, Option<String>);
+
+/// A row of a multi-row license update: (user, license, reason).
+type LicenseUpdate<'a> = (&'a str, Option<&'a str>, &'a str);
+
+/// A run of consecutive `license.changed` events (a policy change re-licenses thousands of users):
+/// the users' (active, license) are looked up once, each change is decided against that state,
+/// and the updates are written together when the run ends. Exact for the same reason as
+/// [`CreateRun`]; the seat guard's policy and holder counts are loaded before the run changes
+/// anything, and kept exact by each applied change as before.
+#[derive(Debug, Default)]
+struct LicenseRun {
+    /// The events the lookup covered.
+    events: HashSet<uuid::Uuid>,
+    /// (account, user) → (active, license), or `None` for a user that does not exist.
+    users: HashMap<(String, String), Option<LicenseState>>,
+    /// (account, user) → the license and reason to write; the last change of a user wins.
+    pending: HashMap<(String, String), (Option<String>, String)>,
 }
 
 /// A run of consecutive `user.created` events (an initial Entra cycle is thousands of them):
@@ -141,17 +164,63 @@ impl ApplyContext {
         Ok(())
     }
 
-    /// Whether the current run of creates covers this event.
-    pub fn creates_cover(&self, env: &Envelope) -> bool {
-        self.creates.as_ref().is_some_and(|r| r.events.contains(&env.event_id))
+    /// Starts a run of `license.changed` events (see [`LicenseRun`]): `events` are the batch's next
+    /// events up to the first of another kind. Ends the current run first.
+    pub async fn begin_licenses<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
+        self.flush(c).await?;
+        let mut run = LicenseRun::default();
+        let mut per_account: HashMap<&str, Vec<&str>> = HashMap::new();
+        let mut granted: HashSet<(&str, &str)> = HashSet::new();
+        for env in events {
+            let Payload::LicenseChanged { user_id, to, .. } = &env.payload else { continue };
+            run.events.insert(env.event_id);
+            per_account.entry(env.account_id.as_str()).or_default().push(user_id.as_str());
+            if let Some(to) = to {
+                granted.insert((env.account_id.as_str(), to.as_str()));
+            }
+        }
+        for (account, ids) in per_account {
+            for id in &ids {
+                run.users.insert((account.to_string(), (*id).to_string()), None);
+            }
+            for (id, active, license) in licensing::license_states(c, account, &ids).await? {
+                run.users.insert((account.to_string(), id), Some((active, license)));
+            }
+        }
+        // The seat guard reads the database only before the run has changed it.
+        for (account, license) in granted {
+            self.policy(c, account).await?;
+            self.holders(c, account, license).await?;
+        }
+        self.licenses = Some(run);
+        Ok(())
     }
 
-    /// Ends the run of creates: inserts its rows. Called before any other event applies and at the
+    /// Whether the current run of creates or of license changes covers this event.
+    pub fn run_covers(&self, env: &Envelope) -> bool {
+        self.creates.as_ref().is_some_and(|r| r.events.contains(&env.event_id))
+            || self.licenses.as_ref().is_some_and(|r| r.events.contains(&env.event_id))
+    }
+
+    /// Ends the current run: writes its rows. Called before any other event applies and at the
     /// end of the batch.
     pub async fn flush<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
         if let Some(run) = self.creates.take() {
             let rows: Vec<(&str, &UserRow)> = run.pending.iter().map(|(a, u)| (a.as_str(), u)).collect();
             write::insert_users(c, &rows).await?;
+        }
+        if let Some(run) = self.licenses.take() {
+            let mut per_account: HashMap<&str, Vec<LicenseUpdate<'_>>> = HashMap::new();
+            for ((account, user), (license, reason)) in &run.pending {
+                per_account.entry(account.as_str()).or_default().push((
+                    user.as_str(),
+                    license.as_deref(),
+                    reason.as_str(),
+                ));
+            }
+            for (account, rows) in per_account {
+                licensing::set_licenses(c, account, &rows).await?;
+            }
         }
         Ok(())
     }
@@ -184,7 +253,7 @@ pub async fn apply_event<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Outcome, StoreError> {
     let account = env.account_id.as_str();
-    let in_run = ctx.creates_cover(env);
+    let in_run = ctx.run_covers(env);
     if !in_run {
         ctx.flush(c).await?;
     }
@@ -689,19 +758,24 @@ async fn license_changed<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
-    let Some(user) = write::find_user(c, account, user_id).await? else {
+    let key = (account.clone(), user_id.to_string());
+    let in_run = ctx.licenses.as_ref().is_some_and(|r| r.events.contains(&env.event_id));
+    let current = match ctx.licenses.as_ref().filter(|_| in_run) {
+        Some(run) => run.users.get(&key).cloned().flatten(),
+        None => write::find_user(c, account, user_id).await?.map(|u| (u.active, u.license_type)),
+    };
+    let Some((active, license_type)) = current else {
         return Ok(Err(conflict(format!("user {user_id:?} no longer exists"))));
     };
-    if user.license_type.as_deref() != from {
+    if license_type.as_deref() != from {
         return Ok(Err(conflict(format!(
-            "user {user_id:?} holds {:?}, not {from:?}: the state moved on; the licensing worker recomputes",
-            user.license_type
+            "user {user_id:?} holds {license_type:?}, not {from:?}: the state moved on; the licensing worker recomputes"
         ))));
     }
     if let Some(to) = to
         && from != Some(to)
     {
-        if !user.active {
+        if !active {
             return Ok(Err(conflict(format!("user {user_id:?} is inactive and can hold no license"))));
         }
         let Some(seats) = ctx.policy(c, account).await?.license(to).map(|lt| lt.seats) else {
@@ -714,8 +788,14 @@ async fn license_changed<C: ConnectionTrait>(
             }
         }
     }
-    licensing::set_license(c, account, user_id, to, reason).await?;
-    if user.active {
+    match ctx.licenses.as_mut().filter(|_| in_run) {
+        Some(run) => {
+            run.users.insert(key.clone(), Some((active, to.map(str::to_owned))));
+            run.pending.insert(key, (to.map(str::to_owned), reason.to_string()));
+        }
+        None => licensing::set_license(c, account, user_id, to, reason).await?,
+    }
+    if active {
         ctx.moved_seat(account, from, to);
     }
     let kind = reason.get("kind").and_then(Value::as_str).unwrap_or("unknown");

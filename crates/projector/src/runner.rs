@@ -197,7 +197,7 @@ impl Projector {
                 // The same event appended twice (a producer retry): applied once, as the first copy decided.
                 continue;
             }
-            if matches!(env.payload, Payload::UserCreated { .. }) && !ctx.creates_cover(env) {
+            if matches!(env.payload, Payload::UserCreated { .. }) && !ctx.run_covers(env) {
                 // A run of creates: looked up together, inserted together.
                 let run: Vec<&Envelope> = live[i..]
                     .iter()
@@ -205,6 +205,15 @@ impl Projector {
                     .take_while(|e| matches!(e.payload, Payload::UserCreated { .. }))
                     .collect();
                 ctx.begin_creates(&txn, &run).await?;
+            }
+            if matches!(env.payload, Payload::LicenseChanged { .. }) && !ctx.run_covers(env) {
+                // A run of license changes (a re-licensing): looked up together, written together.
+                let run: Vec<&Envelope> = live[i..]
+                    .iter()
+                    .filter_map(|r| r.envelope.as_ref().ok())
+                    .take_while(|e| matches!(e.payload, Payload::LicenseChanged { .. }))
+                    .collect();
+                ctx.begin_licenses(&txn, &run).await?;
             }
             let span = event_span(env, partition, record.position.offset);
             let outcome = apply_event(&txn, env, &mut ctx).instrument(span.clone()).await?;

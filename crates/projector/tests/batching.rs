@@ -1,6 +1,7 @@
-//! The projector applies a run of `user.created` events with one lookup and one multi-row insert;
-//! whatever the batch boundaries, every decision and the resulting users equal applying the same
-//! events one by one with a query per check.
+//! The projector applies a run of `user.created` events with one lookup and one multi-row insert,
+//! and a run of `license.changed` events with one lookup and one multi-row update; whatever the
+//! batch boundaries, every decision and the resulting users equal applying the same events one by
+//! one with a query per check.
 
 use proptest::prelude::*;
 use roster_db::{Db, testing};
@@ -17,11 +18,17 @@ const IDS: [&str; 4] = ["u1", "u2", "u3", "u4"];
 const NAMES: [&str; 4] = ["ann@x", "ANN@x", "bob@x", "cy@x"];
 const ACCOUNTS: [&str; 2] = ["acc-a", "acc-b"];
 
+/// Licenses a change may name: `None` (no license), a limited one, an unlimited one, an undefined one.
+const LICENSES: [Option<&str>; 4] = [None, Some("developer"), Some("read_only"), Some("nonexistent")];
+
 #[derive(Debug, Clone)]
 enum Op {
     Create { account: usize, id: usize, name: usize },
     Rename { account: usize, id: usize, name: usize },
     Delete { account: usize, id: usize },
+    Deactivate { account: usize, id: usize },
+    Policy { account: usize, developer_seats: u64 },
+    License { account: usize, id: usize, from: usize, to: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -29,6 +36,9 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..2usize, 0..4usize, 0..4usize).prop_map(|(account, id, name)| Op::Create { account, id, name }),
         2 => (0..2usize, 0..4usize, 0..4usize).prop_map(|(account, id, name)| Op::Rename { account, id, name }),
         1 => (0..2usize, 0..4usize).prop_map(|(account, id)| Op::Delete { account, id }),
+        1 => (0..2usize, 0..4usize).prop_map(|(account, id)| Op::Deactivate { account, id }),
+        1 => (0..2usize, 0..3u64).prop_map(|(account, developer_seats)| Op::Policy { account, developer_seats }),
+        8 => (0..2usize, 0..4usize, 0..3usize, 0..4usize).prop_map(|(account, id, from, to)| Op::License { account, id, from, to }),
     ]
 }
 
@@ -44,6 +54,28 @@ fn envelope(op: &Op) -> Envelope {
             (*account, *id, Payload::UserPatched { patch, if_match: None })
         }
         Op::Delete { account, id } => (*account, *id, Payload::UserDeleted { if_match: None }),
+        Op::Deactivate { account, id } => {
+            let patch = json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": false}]});
+            (*account, *id, Payload::UserPatched { patch, if_match: None })
+        }
+        Op::Policy { account, developer_seats } => {
+            let policy = json!({
+                "license_types": [{"name": "developer", "rank": 40, "seats": developer_seats},
+                                  {"name": "read_only", "rank": 10, "seats": null}],
+                "rules": [],
+                "default_license": null
+            });
+            (*account, 0, Payload::LicensePolicySet { policy })
+        }
+        Op::License { account, id, from, to } => {
+            let payload = Payload::LicenseChanged {
+                user_id: IDS[*id].into(),
+                from: LICENSES[*from].map(str::to_owned),
+                to: LICENSES[*to].map(str::to_owned),
+                reason: json!({"kind": "rule"}),
+            };
+            (*account, *id, payload)
+        }
     };
     Envelope {
         v: ENVELOPE_VERSION,
@@ -59,13 +91,16 @@ fn envelope(op: &Op) -> Envelope {
     }
 }
 
-/// Every user of both accounts as (account, id, userName, version).
-async fn users(db: &Db) -> Vec<(String, String, String, i64)> {
+/// A user as the comparison sees it: account, id, userName, version, active and license.
+type UserState = (String, String, String, i64, bool, Option<String>);
+
+/// Every user of both accounts.
+async fn users(db: &Db) -> Vec<UserState> {
     let mut out = Vec::new();
     for account in ACCOUNTS {
         for id in IDS {
             if let Ok(Some(u)) = roster_store::read::get_user(db, account, id).await {
-                out.push((account.to_string(), u.id, u.user_name, u.version));
+                out.push((account.to_string(), u.id, u.user_name, u.version, u.active, u.license_type));
             }
         }
     }
@@ -76,10 +111,7 @@ fn summary(o: &Outcome) -> (u16, Option<String>) {
     (o.status, o.error.as_ref().and_then(|e| e.scim_type.clone()))
 }
 
-async fn batched(
-    events: &[Envelope],
-    cuts: &[usize],
-) -> (Vec<(u16, Option<String>)>, Vec<(String, String, String, i64)>) {
+async fn batched(events: &[Envelope], cuts: &[usize]) -> (Vec<(u16, Option<String>)>, Vec<UserState>) {
     let (db, _) = testing::fresh_sqlite("batched").await.unwrap_or_else(|e| panic!("{e}"));
     let projector = Projector::new(db.clone(), None, ProjectorConfig::default());
     let records: Vec<Record> = events
@@ -99,7 +131,7 @@ async fn batched(
     (outcomes, users(&db).await)
 }
 
-async fn one_by_one(events: &[Envelope]) -> (Vec<(u16, Option<String>)>, Vec<(String, String, String, i64)>) {
+async fn one_by_one(events: &[Envelope]) -> (Vec<(u16, Option<String>)>, Vec<UserState>) {
     let (db, _) = testing::fresh_sqlite("one-by-one").await.unwrap_or_else(|e| panic!("{e}"));
     let mut outcomes = Vec::new();
     for env in events {
@@ -113,11 +145,11 @@ async fn one_by_one(events: &[Envelope]) -> (Vec<(u16, Option<String>)>, Vec<(St
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn runs_of_creates_decide_exactly_as_one_event_at_a_time(
-        ops in proptest::collection::vec(op(), 1..40),
+    fn runs_of_creates_and_license_changes_decide_exactly_as_one_event_at_a_time(
+        ops in proptest::collection::vec(op(), 1..60),
         cuts in proptest::collection::vec(0usize..64, 0..4),
     ) {
         let events: Vec<Envelope> = ops.iter().map(envelope).collect();
@@ -144,4 +176,22 @@ async fn a_batch_of_creates_rejects_a_user_name_taken_earlier_in_the_batch_in_an
     let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
     assert_eq!(statuses, vec![201, 409, 201, 409], "{outcomes:?}");
     assert_eq!(users.len(), 2, "{users:?}");
+}
+
+#[tokio::test]
+async fn a_run_of_license_changes_never_grants_more_seats_than_the_limit() {
+    let mut ops = vec![Op::Policy { account: 0, developer_seats: 2 }];
+    // Three users (names 0, 2 and 3: names 0 and 1 differ only in case).
+    ops.extend([0, 2, 3].map(|id| Op::Create { account: 0, id, name: id }));
+    ops.extend([0, 2, 3].map(|id| Op::License { account: 0, id, from: 0, to: 1 }));
+    // A seat frees up within the run and the next change takes it.
+    ops.push(Op::License { account: 0, id: 0, from: 1, to: 0 });
+    ops.push(Op::License { account: 0, id: 3, from: 0, to: 1 });
+    let events: Vec<Envelope> = ops.iter().map(envelope).collect();
+    let (outcomes, users) = batched(&events, &[]).await;
+    let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
+    assert_eq!(statuses, vec![200, 201, 201, 201, 200, 200, 409, 200, 200], "{outcomes:?}");
+    let developers: Vec<&str> =
+        users.iter().filter(|u| u.5.as_deref() == Some("developer")).map(|u| u.1.as_str()).collect();
+    assert_eq!(developers, vec!["u3", "u4"], "{users:?}");
 }

@@ -118,6 +118,56 @@ pub async fn set_license<C: ConnectionTrait>(
     Ok(())
 }
 
+/// (active, license) of those of `ids` that are users of the account: what deciding a license
+/// change needs, without loading and parsing the users' attributes (one query per 500 ids).
+pub async fn license_states<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    ids: &[&str],
+) -> Result<Vec<(String, bool, Option<String>)>, StoreError> {
+    let b = c.get_database_backend();
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
+        let sql = format!("SELECT id, active, license_type FROM scim_users WHERE account_id = ? AND id IN ({marks})");
+        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
+            out.push((r.try_get_by_index(0)?, r.try_get_by_index(1)?, r.try_get_by_index(2)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Rows per multi-row license update: 3 parameters each.
+const LICENSE_ROWS_PER_UPDATE: usize = 500;
+
+/// [`set_license`] for many users of one account, many rows per statement. Each user at most once.
+pub async fn set_licenses<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    rows: &[(&str, Option<&str>, &str)],
+) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    for chunk in rows.chunks(LICENSE_ROWS_PER_UPDATE) {
+        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3 + 1);
+        for (user, license, reason) in chunk {
+            values.extend([(*user).into(), license.map(str::to_owned).into(), (*reason).into()]);
+        }
+        values.push(account.into());
+        c.execute_raw(stmt(
+            b,
+            &format!(
+                "UPDATE scim_users SET license_type = v.column2, license_reason = v.column3 FROM (VALUES {tuples}) AS v \
+                 WHERE scim_users.account_id = ? AND scim_users.id = v.column1"
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Adds `n` applied events to an account's change counter (the licensing worker's trigger).
 pub async fn bump_seq<C: ConnectionTrait>(c: &C, account: &str, n: i64) -> Result<(), StoreError> {
     let b = c.get_database_backend();
