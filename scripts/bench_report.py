@@ -280,7 +280,8 @@ def main():
         "Every number is as measured in one run on the machine below, with the load generator on the same "
         "machine as Roster. **The machine is shared and noisy**: other builds ran during the run, so the "
         "'other cores' columns show how much CPU the rest of the machine took; figures vary from run to run "
-        "by tens of percent.\n"
+        "by tens of percent. What limits each figure, with the profiles behind it, is in "
+        "[performance.md](performance.md).\n"
     )
     md.append(table(["", ""], [
         ["date", when],
