@@ -118,22 +118,9 @@ fn trace_context(req: &HttpRequest) -> Option<TraceContext> {
     roster_telemetry::trace::current_context().or_else(|| client_trace_context(req.headers()))
 }
 
-/// Appends the event and waits for the projector's decision.
-async fn submit(
-    req: &HttpRequest,
-    state: &IngressState,
-    account: &str,
-    token_id: String,
-    resource_type: ResourceType,
-    resource_id: String,
-    payload: Payload,
-) -> Result<Outcome> {
-    submit_at(req, state, account, token_id, resource_type, resource_id, payload, roster_scim::time::now()).await
-}
-
-/// [`submit`] with the event's time chosen by the caller (who renders the result from it).
+/// Appends one event made at `time` and waits for the projector's decision on it (read-your-writes).
 #[allow(clippy::too_many_arguments)]
-async fn submit_at(
+async fn submit(
     req: &HttpRequest,
     state: &IngressState,
     account: &str,
@@ -394,7 +381,7 @@ async fn create(
                 None,
             );
             let payload = Payload::UserCreated { attributes: n.attributes };
-            let outcome = submit_at(&req, &state, &account, token, ResourceType::User, id, payload, time).await?;
+            let outcome = submit(&req, &state, &account, token, ResourceType::User, id, payload, time).await?;
             let body = read::render_user(&row, &state.base_url(&account), Some(&[]));
             return Ok(resource_response(
                 StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::CREATED),
@@ -406,7 +393,7 @@ async fn create(
             (ResourceType::Group, Payload::GroupCreated { attributes: n.attributes, members })
         }
     };
-    let outcome = submit(&req, &state, &account, token, rt, id.clone(), p).await?;
+    let outcome = submit(&req, &state, &account, token, rt, id.clone(), p, roster_scim::time::now()).await?;
     write_response(&state, &account, kind, &id, &outcome).await
 }
 
@@ -437,7 +424,7 @@ async fn replace(
             (ResourceType::Group, Payload::GroupReplaced { attributes: n.attributes, members, if_match })
         }
     };
-    let outcome = submit(&req, &state, &account, token, rt, id.clone(), p).await?;
+    let outcome = submit(&req, &state, &account, token, rt, id.clone(), p, roster_scim::time::now()).await?;
     write_response(&state, &account, kind, &id, &outcome).await
 }
 
@@ -471,7 +458,7 @@ async fn patch(
         ResourceKind::User => (ResourceType::User, Payload::UserPatched { patch: body, if_match }),
         ResourceKind::Group => (ResourceType::Group, Payload::GroupPatched { patch: body, if_match }),
     };
-    let outcome = submit(&req, &state, &account, token, rt, id.clone(), p).await?;
+    let outcome = submit(&req, &state, &account, token, rt, id.clone(), p, roster_scim::time::now()).await?;
     write_response(&state, &account, kind, &id, &outcome).await
 }
 
@@ -492,7 +479,7 @@ async fn delete(req: HttpRequest, state: web::Data<IngressState>, kind: Resource
         ResourceKind::User => (ResourceType::User, Payload::UserDeleted { if_match }),
         ResourceKind::Group => (ResourceType::Group, Payload::GroupDeleted { if_match }),
     };
-    submit(&req, &state, &account, token, rt, id, p).await?;
+    submit(&req, &state, &account, token, rt, id, p, roster_scim::time::now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

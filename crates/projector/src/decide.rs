@@ -1,6 +1,7 @@
 //! Deciding and applying one event inside the projector's transaction.
 
 use roster_db::StoreError;
+use roster_eventlog::Record;
 use roster_events::{Envelope, Member, Outcome, OutcomeError, Payload};
 use roster_scim::ScimError;
 use roster_scim::filter::{AttrPath, Filter};
@@ -138,9 +139,28 @@ impl ApplyContext {
         Ok(n)
     }
 
-    /// Starts a run of `user.created` events (see [`CreateRun`]): `events` are the batch's next
-    /// events up to the first of another kind. Ends the current run first.
-    pub async fn begin_creates<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
+    /// Starts a run when `next` (the batch's records from here on) begins with a `user.created` or a
+    /// `license.changed` event: the run is the events of that kind up to the first of another kind.
+    /// Ends the current run first.
+    pub async fn begin_run<C: ConnectionTrait>(&mut self, c: &C, next: &[&Record]) -> Result<(), StoreError> {
+        let Some(first) = next.first().and_then(|r| r.envelope.as_ref().ok()) else { return Ok(()) };
+        if !matches!(first.payload, Payload::UserCreated { .. } | Payload::LicenseChanged { .. }) {
+            return Ok(());
+        }
+        let kind = std::mem::discriminant(&first.payload);
+        let run: Vec<&Envelope> = next
+            .iter()
+            .filter_map(|r| r.envelope.as_ref().ok())
+            .take_while(|e| std::mem::discriminant(&e.payload) == kind)
+            .collect();
+        match first.payload {
+            Payload::UserCreated { .. } => self.begin_creates(c, &run).await,
+            _ => self.begin_licenses(c, &run).await,
+        }
+    }
+
+    /// Starts a run of `user.created` events (see [`CreateRun`]). Ends the current run first.
+    async fn begin_creates<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
         self.flush(c).await?;
         let mut run = CreateRun::default();
         let mut per_account: HashMap<&str, (Vec<&str>, Vec<String>)> = HashMap::new();
@@ -164,9 +184,8 @@ impl ApplyContext {
         Ok(())
     }
 
-    /// Starts a run of `license.changed` events (see [`LicenseRun`]): `events` are the batch's next
-    /// events up to the first of another kind. Ends the current run first.
-    pub async fn begin_licenses<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
+    /// Starts a run of `license.changed` events (see [`LicenseRun`]). Ends the current run first.
+    async fn begin_licenses<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
         self.flush(c).await?;
         let mut run = LicenseRun::default();
         let mut per_account: HashMap<&str, Vec<&str>> = HashMap::new();

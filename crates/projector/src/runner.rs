@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use roster_db::{Db, StoreError};
 use roster_eventlog::{BatchDone, BatchSource, LogError, Record};
-use roster_events::{Envelope, Outcome, Payload};
+use roster_events::Outcome;
 use roster_store::{outcomes, write};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio_util::sync::CancellationToken;
@@ -197,23 +197,9 @@ impl Projector {
                 // The same event appended twice (a producer retry): applied once, as the first copy decided.
                 continue;
             }
-            if matches!(env.payload, Payload::UserCreated { .. }) && !ctx.run_covers(env) {
-                // A run of creates: looked up together, inserted together.
-                let run: Vec<&Envelope> = live[i..]
-                    .iter()
-                    .filter_map(|r| r.envelope.as_ref().ok())
-                    .take_while(|e| matches!(e.payload, Payload::UserCreated { .. }))
-                    .collect();
-                ctx.begin_creates(&txn, &run).await?;
-            }
-            if matches!(env.payload, Payload::LicenseChanged { .. }) && !ctx.run_covers(env) {
-                // A run of license changes (a re-licensing): looked up together, written together.
-                let run: Vec<&Envelope> = live[i..]
-                    .iter()
-                    .filter_map(|r| r.envelope.as_ref().ok())
-                    .take_while(|e| matches!(e.payload, Payload::LicenseChanged { .. }))
-                    .collect();
-                ctx.begin_licenses(&txn, &run).await?;
+            if !ctx.run_covers(env) {
+                // A run of creates or license changes: looked up together, written together.
+                ctx.begin_run(&txn, &live[i..]).await?;
             }
             let span = event_span(env, partition, record.position.offset);
             let outcome = apply_event(&txn, env, &mut ctx).instrument(span.clone()).await?;
