@@ -357,6 +357,8 @@ async fn ensure_group_name_free<C: ConnectionTrait>(
     })
 }
 
+/// A create decided with a query per check: the path of an `apply_event` outside a run, and the
+/// reference `tests/batching.rs` holds [`CreateRun::create`] to.
 async fn user_created<C: ConnectionTrait>(
     c: &C,
     env: &Envelope,
