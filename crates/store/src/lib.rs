@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod licensing;
 pub mod outcomes;
 pub mod read;
+mod sql;
 pub mod write;
 
 pub use roster_db::{Db, StoreError, connect, migrate, stmt};

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use roster_db::{StoreError, stmt};
+
+use crate::sql::{IN_CHUNK, placeholders, value_rows};
 use roster_license_policy::{Policy, UserInput};
 use sea_orm::{ConnectionTrait, Value};
 use serde::Serialize;
@@ -127,8 +129,8 @@ pub async fn license_states<C: ConnectionTrait>(
 ) -> Result<Vec<(String, bool, Option<String>)>, StoreError> {
     let b = c.get_database_backend();
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(", ");
+    for chunk in ids.chunks(IN_CHUNK) {
+        let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
         let sql = format!("SELECT id, active, license_type FROM scim_users WHERE account_id = ? AND id IN ({marks})");
         for r in c.query_all_raw(stmt(b, &sql, values)).await? {
@@ -149,7 +151,7 @@ pub async fn set_licenses<C: ConnectionTrait>(
 ) -> Result<(), StoreError> {
     let b = c.get_database_backend();
     for chunk in rows.chunks(LICENSE_ROWS_PER_UPDATE) {
-        let tuples = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let tuples = value_rows(chunk.len(), 3);
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3 + 1);
         for (user, license, reason) in chunk {
             values.extend([(*user).into(), license.map(str::to_owned).into(), (*reason).into()]);
@@ -416,9 +418,9 @@ pub async fn account_seqs<C: ConnectionTrait>(
     let b = c.get_database_backend();
     let mut licensed = Vec::new();
     let mut seqs = HashMap::new();
-    for chunk in accounts.chunks(500) {
+    for chunk in accounts.chunks(IN_CHUNK) {
         let values: Vec<Value> = chunk.iter().map(|a| Value::from(*a)).collect();
-        let ph = crate::write::placeholders(chunk.len());
+        let ph = placeholders(chunk.len());
         let sql = format!("SELECT account_id FROM license_policies WHERE account_id IN ({ph})");
         for r in c.query_all_raw(stmt(b, &sql, values.clone())).await? {
             licensed.push(r.try_get_by_index(0)?);
@@ -436,7 +438,7 @@ pub async fn account_seqs<C: ConnectionTrait>(
 pub async fn mark_dirty<C: ConnectionTrait>(c: &C, account: &str, marks: &[(String, i64)]) -> Result<(), StoreError> {
     let b = c.get_database_backend();
     for chunk in marks.chunks(300) {
-        let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let rows = value_rows(chunk.len(), 3);
         let sql = format!(
             "INSERT INTO license_dirty (account_id, user_id, mark) VALUES {rows} ON CONFLICT (account_id, user_id) DO UPDATE SET mark = excluded.mark"
         );
@@ -528,8 +530,8 @@ pub async fn snapshot_of<C: ConnectionTrait>(
 ) -> Result<AccountSnapshot, StoreError> {
     let b = c.get_database_backend();
     let mut snap = AccountSnapshot::default();
-    for chunk in ids.chunks(500) {
-        let ph = crate::write::placeholders(chunk.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let ph = placeholders(chunk.len());
         let mut values: Vec<Value> = vec![account.into()];
         values.extend(chunk.iter().map(|s| Value::from(s.clone())));
         let sql = format!(

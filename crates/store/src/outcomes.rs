@@ -2,6 +2,8 @@
 //! per-resource change history.
 
 use roster_db::{StoreError, stmt};
+
+use crate::sql::{IN_CHUNK, placeholders, value_rows};
 use roster_events::{Envelope, Outcome, OutcomeError, TraceContext};
 use sea_orm::{ConnectionTrait, Value};
 use serde_json::{Value as Json, json};
@@ -46,7 +48,7 @@ pub async fn insert_many<C: ConnectionTrait>(c: &C, rows: &[NewOutcome<'_>]) -> 
                 r.envelope_json.clone().into(),
             ]);
         }
-        let tuples = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let tuples = value_rows(chunk.len(), 9);
         c.execute_raw(stmt(
             b,
             &format!(
@@ -94,8 +96,8 @@ pub async fn get<C: ConnectionTrait>(c: &C, event_id: &str) -> Result<Option<Out
 pub async fn get_many<C: ConnectionTrait>(c: &C, event_ids: &[String]) -> Result<Vec<(String, Outcome)>, StoreError> {
     let b = c.get_database_backend();
     let mut out = Vec::new();
-    for chunk in event_ids.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(", ");
+    for chunk in event_ids.chunks(IN_CHUNK) {
+        let marks = placeholders(chunk.len());
         let rows = c
             .query_all_raw(stmt(
                 b,

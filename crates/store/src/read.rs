@@ -11,6 +11,7 @@ use roster_scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ROSTER_USER_SCHE
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 use serde_json::{Map, Value as Json, json};
 
+use crate::sql::{IN_CHUNK, placeholders};
 use crate::write::{GROUP_COLUMNS, GroupRow, USER_COLUMNS, UserRow, group_from_row, user_from_row};
 
 /// Errors of list queries: a bad filter is the client's fault, a database failure is not.
@@ -205,8 +206,8 @@ pub async fn member_of_many(
     let b = db.get_database_backend();
     let mut out: std::collections::HashMap<String, Vec<(String, String)>> =
         members.iter().map(|m| ((*m).to_string(), Vec::new())).collect();
-    for chunk in members.chunks(500) {
-        let marks = vec!["?"; chunk.len()].join(", ");
+    for chunk in members.chunks(IN_CHUNK) {
+        let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|m| Value::from(*m)));
         let sql = format!(
             "SELECT m.member_id, g.id, g.display_name FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id \

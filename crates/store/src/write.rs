@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 
 use roster_db::{StoreError, stmt};
+
+use crate::sql::{IN_CHUNK, placeholders, value_rows};
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde_json::{Map, Value as Json};
 
@@ -177,9 +179,6 @@ pub async fn user_id_by_name<C: ConnectionTrait>(
     Ok(row.map(|r| r.try_get_by_index::<String>(0)).transpose()?)
 }
 
-/// Ids and userNames looked up per statement by the batch lookups below.
-const LOOKUP_CHUNK: usize = 500;
-
 /// Which of `ids` are users of the account (one query per 500 ids).
 pub async fn existing_user_ids<C: ConnectionTrait>(
     c: &C,
@@ -188,8 +187,8 @@ pub async fn existing_user_ids<C: ConnectionTrait>(
 ) -> Result<Vec<String>, StoreError> {
     let b = c.get_database_backend();
     let mut out = Vec::new();
-    for chunk in ids.chunks(LOOKUP_CHUNK) {
-        let marks = vec!["?"; chunk.len()].join(", ");
+    for chunk in ids.chunks(IN_CHUNK) {
+        let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
         let sql = format!("SELECT id FROM scim_users WHERE account_id = ? AND id IN ({marks})");
         for r in c.query_all_raw(stmt(b, &sql, values)).await? {
@@ -207,8 +206,8 @@ pub async fn user_ids_by_names<C: ConnectionTrait>(
 ) -> Result<Vec<(String, String)>, StoreError> {
     let b = c.get_database_backend();
     let mut out = Vec::new();
-    for chunk in folded.chunks(LOOKUP_CHUNK) {
-        let marks = vec!["?"; chunk.len()].join(", ");
+    for chunk in folded.chunks(IN_CHUNK) {
+        let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|n| Value::from(*n)));
         let sql =
             format!("SELECT user_name_lower, id FROM scim_users WHERE account_id = ? AND user_name_lower IN ({marks})");
@@ -248,7 +247,7 @@ pub async fn insert_users<C: ConnectionTrait>(c: &C, rows: &[(&str, &UserRow)]) 
                 json_text(&u.resource).into(),
             ]);
         }
-        let tuples = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let tuples = value_rows(chunk.len(), 12);
         c.execute_raw(stmt(
             b,
             &format!(
@@ -381,11 +380,6 @@ pub async fn delete_group<C: ConnectionTrait>(c: &C, account: &str, id: &str) ->
     Ok(())
 }
 
-/// `?, ?, …` for an `IN` list of `n` values.
-pub(crate) fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
 /// Which of `ids` exist in the account, and as what (`User` or `Group`).
 pub async fn resource_kinds<C: ConnectionTrait>(
     c: &C,
@@ -394,7 +388,7 @@ pub async fn resource_kinds<C: ConnectionTrait>(
 ) -> Result<HashMap<String, &'static str>, StoreError> {
     let b = c.get_database_backend();
     let mut found = HashMap::new();
-    for chunk in ids.chunks(500) {
+    for chunk in ids.chunks(IN_CHUNK) {
         for (table, kind) in [("scim_users", "User"), ("scim_groups", "Group")] {
             let sql = format!("SELECT id FROM {table} WHERE account_id = ? AND id IN ({})", placeholders(chunk.len()));
             let mut values: Vec<Value> = vec![account.into()];
@@ -416,7 +410,7 @@ pub async fn add_members<C: ConnectionTrait>(
 ) -> Result<(), StoreError> {
     let b = c.get_database_backend();
     for chunk in members.chunks(500) {
-        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let rows = value_rows(chunk.len(), 4);
         let sql = format!(
             "INSERT INTO scim_members (account_id, group_id, member_id, member_type) VALUES {rows} ON CONFLICT (account_id, group_id, member_id) DO NOTHING"
         );
@@ -440,7 +434,7 @@ pub async fn remove_members<C: ConnectionTrait>(
     ids: &[String],
 ) -> Result<(), StoreError> {
     let b = c.get_database_backend();
-    for chunk in ids.chunks(500) {
+    for chunk in ids.chunks(IN_CHUNK) {
         let sql = format!(
             "DELETE FROM scim_members WHERE account_id = ? AND group_id = ? AND member_id IN ({})",
             placeholders(chunk.len())
