@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use roster_db::{Db, StoreError, stmt};
+use roster_db::{Db, IndexedRow, Reads, StoreError, stmt};
 use sea_orm::{ConnectionTrait, Value};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -269,19 +269,18 @@ pub async fn revoke_token(db: &Db, account_id: &str, token_id: &str) -> Result<b
 ///
 /// A token of another account, a revoked or an expired token all answer `None`: the caller
 /// answers 401 in every case, so nothing about other accounts can be inferred.
-pub async fn authenticate(db: &Db, account_id: &str, secret: &str) -> Result<Option<String>, StoreError> {
-    let b = db.get_database_backend();
+pub async fn authenticate<R: Reads>(db: &R, account_id: &str, secret: &str) -> Result<Option<String>, StoreError> {
     let row = db
-        .query_one_raw(stmt(
-            b,
+        .row(stmt(
+            db.backend(),
             "SELECT id, account_id, expires_at FROM scim_tokens WHERE token_hash = ? AND revoked_at IS NULL",
             [hash_token(secret).into()],
         ))
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let id: String = row.try_get_by_index(0)?;
-    let owner: String = row.try_get_by_index(1)?;
-    let expires: Option<String> = row.try_get_by_index(2)?;
+    let id: String = row.get(0)?;
+    let owner: String = row.get(1)?;
+    let expires: Option<String> = row.get(2)?;
     if owner != account_id {
         return Ok(None);
     }

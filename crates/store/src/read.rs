@@ -3,16 +3,18 @@
 //! Lists translate the SCIM filter to SQL (never loading a whole account); members and a user's
 //! groups are loaded only when the response will include them.
 
-use roster_db::{Db, StoreError, stmt};
+use roster_db::{IndexedRow, ReadRow, Reads, StoreError, stmt};
 use roster_filter_sql::{Dialect, SortOrder, SqlParam};
 use roster_scim::ScimError;
 use roster_scim::filter::{AttrPath, Filter};
 use roster_scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ROSTER_USER_SCHEMA, ResourceKind, USER_SCHEMA};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{DbBackend, Statement, Value};
 use serde_json::{Map, Value as Json, json};
 
 use crate::sql::{IN_CHUNK, placeholders};
-use crate::write::{GROUP_COLUMNS, GroupRow, USER_COLUMNS, UserRow, group_from_row, user_from_row};
+use crate::write::{
+    GROUP_COLUMNS, GroupRow, USER_COLUMNS, UserRow, group_by_id_sql, group_from_row, user_by_id_sql, user_from_row,
+};
 
 /// Errors of list queries: a bad filter is the client's fault, a database failure is not.
 #[derive(Debug, thiserror::Error)]
@@ -96,16 +98,16 @@ fn prefixed(columns: &str) -> String {
     columns.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
 }
 
-async fn page<T>(
-    db: &Db,
+async fn page<T, R: Reads>(
+    db: &R,
     kind: ResourceKind,
     table: &str,
     columns: &str,
     account: &str,
     q: &ListQuery<'_>,
-    decode: fn(&sea_orm::QueryResult) -> Result<T, StoreError>,
+    decode: fn(&ReadRow) -> Result<T, StoreError>,
 ) -> Result<(u64, Vec<T>), QueryError> {
-    let b = db.get_database_backend();
+    let b = db.backend();
     let offset = q.start_index.saturating_sub(1);
     let items = if q.count == 0 {
         Vec::new()
@@ -119,7 +121,7 @@ async fn page<T>(
         )?;
         let (mut sql, values) = filtered(b, &prefixed(columns), table, kind, account, q.filter)?;
         sql.push_str(&format!(" ORDER BY {order} LIMIT {} OFFSET {offset}", q.count));
-        let rows = db.query_all_raw(Statement::from_sql_and_values(b, sql, values)).await?;
+        let rows = db.rows(Statement::from_sql_and_values(b, sql, values)).await?;
         rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?
     };
     // A page that is not full and not past the end holds the last matches: the total follows
@@ -130,39 +132,45 @@ async fn page<T>(
     }
     let (count_sql, values) = filtered(b, "COUNT(*)", table, kind, account, q.filter)?;
     let total: i64 = db
-        .query_one_raw(Statement::from_sql_and_values(b, count_sql, values))
+        .row(Statement::from_sql_and_values(b, count_sql, values))
         .await?
-        .map(|r| r.try_get_by_index::<i64>(0))
+        .map(|r| r.get::<i64>(0))
         .transpose()?
         .unwrap_or(0);
     Ok((total as u64, items))
 }
 
 /// A page of users matching the query, with the total count.
-pub async fn list_users(db: &Db, account: &str, q: &ListQuery<'_>) -> Result<(u64, Vec<UserRow>), QueryError> {
+pub async fn list_users<R: Reads>(db: &R, account: &str, q: &ListQuery<'_>) -> Result<(u64, Vec<UserRow>), QueryError> {
     page(db, ResourceKind::User, "scim_users", USER_COLUMNS, account, q, user_from_row).await
 }
 
 /// A page of groups matching the query, with the total count.
-pub async fn list_groups(db: &Db, account: &str, q: &ListQuery<'_>) -> Result<(u64, Vec<GroupRow>), QueryError> {
+pub async fn list_groups<R: Reads>(
+    db: &R,
+    account: &str,
+    q: &ListQuery<'_>,
+) -> Result<(u64, Vec<GroupRow>), QueryError> {
     page(db, ResourceKind::Group, "scim_groups", GROUP_COLUMNS, account, q, group_from_row).await
 }
 
 /// One user.
-pub async fn get_user(db: &Db, account: &str, id: &str) -> Result<Option<UserRow>, StoreError> {
-    crate::write::find_user(db, account, id).await
+pub async fn get_user<R: Reads>(db: &R, account: &str, id: &str) -> Result<Option<UserRow>, StoreError> {
+    let row = db.row(stmt(db.backend(), &user_by_id_sql(), [account.into(), id.into()])).await?;
+    row.as_ref().map(user_from_row).transpose()
 }
 
 /// One group (without members).
-pub async fn get_group(db: &Db, account: &str, id: &str) -> Result<Option<GroupRow>, StoreError> {
-    crate::write::find_group(db, account, id).await
+pub async fn get_group<R: Reads>(db: &R, account: &str, id: &str) -> Result<Option<GroupRow>, StoreError> {
+    let row = db.row(stmt(db.backend(), &group_by_id_sql(), [account.into(), id.into()])).await?;
+    row.as_ref().map(group_from_row).transpose()
 }
 
 /// The members of a group with their display names, ordered by id.
-pub async fn group_members(db: &Db, account: &str, group: &str) -> Result<Vec<MemberView>, StoreError> {
-    let b = db.get_database_backend();
+pub async fn group_members<R: Reads>(db: &R, account: &str, group: &str) -> Result<Vec<MemberView>, StoreError> {
+    let b = db.backend();
     let rows = db
-        .query_all_raw(stmt(
+        .rows(stmt(
             b,
             "SELECT m.member_id, m.member_type, COALESCE(u.display_name, u.user_name, g.display_name) \
              FROM scim_members m \
@@ -172,38 +180,30 @@ pub async fn group_members(db: &Db, account: &str, group: &str) -> Result<Vec<Me
             [account.into(), group.into()],
         ))
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(MemberView {
-                value: r.try_get_by_index(0)?,
-                kind: r.try_get_by_index(1)?,
-                display: r.try_get_by_index(2)?,
-            })
-        })
-        .collect()
+    rows.iter().map(|r| Ok(MemberView { value: r.get(0)?, kind: r.get(1)?, display: r.get(2)? })).collect()
 }
 
 /// The groups a user (or group) is a direct member of, as (id, displayName), ordered by id.
-pub async fn member_of(db: &Db, account: &str, member: &str) -> Result<Vec<(String, String)>, StoreError> {
-    let b = db.get_database_backend();
+pub async fn member_of<R: Reads>(db: &R, account: &str, member: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let b = db.backend();
     let rows = db
-        .query_all_raw(stmt(
+        .rows(stmt(
             b,
             "SELECT g.id, g.display_name FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id \
              WHERE m.account_id = ? AND m.member_id = ? ORDER BY g.id",
             [account.into(), member.into()],
         ))
         .await?;
-    rows.iter().map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?))).collect()
+    rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
 }
 
 /// [`member_of`] for several members at once (a page of users): one query per 500 members.
-pub async fn member_of_many(
-    db: &Db,
+pub async fn member_of_many<R: Reads>(
+    db: &R,
     account: &str,
     members: &[&str],
 ) -> Result<std::collections::HashMap<String, Vec<(String, String)>>, StoreError> {
-    let b = db.get_database_backend();
+    let b = db.backend();
     let mut out: std::collections::HashMap<String, Vec<(String, String)>> =
         members.iter().map(|m| ((*m).to_string(), Vec::new())).collect();
     for chunk in members.chunks(IN_CHUNK) {
@@ -213,9 +213,9 @@ pub async fn member_of_many(
             "SELECT m.member_id, g.id, g.display_name FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id \
              WHERE m.account_id = ? AND m.member_id IN ({marks}) ORDER BY g.id"
         );
-        for r in db.query_all_raw(stmt(b, &sql, values)).await? {
-            let member: String = r.try_get_by_index(0)?;
-            out.entry(member).or_default().push((r.try_get_by_index(1)?, r.try_get_by_index(2)?));
+        for r in db.rows(stmt(b, &sql, values)).await? {
+            let member: String = r.get(0)?;
+            out.entry(member).or_default().push((r.get(1)?, r.get(2)?));
         }
     }
     Ok(out)

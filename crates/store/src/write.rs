@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use roster_db::{StoreError, stmt};
+use roster_db::{IndexedRow, StoreError, stmt};
 
 use crate::sql::{IN_CHUNK, placeholders, value_rows};
-use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sea_orm::{ConnectionTrait, Value};
 use serde_json::{Map, Value as Json};
 
 /// A user row: indexed columns plus the stored-form attributes.
@@ -123,31 +123,41 @@ fn parse_resource(text: &str) -> Result<Map<String, Json>, StoreError> {
     }
 }
 
-pub(crate) fn user_from_row(r: &QueryResult) -> Result<UserRow, StoreError> {
+pub(crate) fn user_from_row<R: IndexedRow>(r: &R) -> Result<UserRow, StoreError> {
     Ok(UserRow {
-        id: r.try_get_by_index(0)?,
-        user_name: r.try_get_by_index(1)?,
-        external_id: r.try_get_by_index(2)?,
-        display_name: r.try_get_by_index(3)?,
-        active: r.try_get_by_index(4)?,
-        created: r.try_get_by_index(5)?,
-        last_modified: r.try_get_by_index(6)?,
-        version: r.try_get_by_index(7)?,
-        license_type: r.try_get_by_index(8)?,
-        resource: parse_resource(&r.try_get_by_index::<String>(9)?)?,
+        id: r.get(0)?,
+        user_name: r.get(1)?,
+        external_id: r.get(2)?,
+        display_name: r.get(3)?,
+        active: r.get(4)?,
+        created: r.get(5)?,
+        last_modified: r.get(6)?,
+        version: r.get(7)?,
+        license_type: r.get(8)?,
+        resource: parse_resource(&r.get::<String>(9)?)?,
     })
 }
 
-pub(crate) fn group_from_row(r: &QueryResult) -> Result<GroupRow, StoreError> {
+pub(crate) fn group_from_row<R: IndexedRow>(r: &R) -> Result<GroupRow, StoreError> {
     Ok(GroupRow {
-        id: r.try_get_by_index(0)?,
-        display_name: r.try_get_by_index(1)?,
-        external_id: r.try_get_by_index(2)?,
-        created: r.try_get_by_index(3)?,
-        last_modified: r.try_get_by_index(4)?,
-        version: r.try_get_by_index(5)?,
-        resource: parse_resource(&r.try_get_by_index::<String>(6)?)?,
+        id: r.get(0)?,
+        display_name: r.get(1)?,
+        external_id: r.get(2)?,
+        created: r.get(3)?,
+        last_modified: r.get(4)?,
+        version: r.get(5)?,
+        resource: parse_resource(&r.get::<String>(6)?)?,
     })
+}
+
+/// One user by id (the writer's and the reader's lookups are the same statement).
+pub(crate) fn user_by_id_sql() -> String {
+    format!("SELECT {USER_COLUMNS} FROM scim_users WHERE account_id = ? AND id = ?")
+}
+
+/// One group by id.
+pub(crate) fn group_by_id_sql() -> String {
+    format!("SELECT {GROUP_COLUMNS} FROM scim_groups WHERE account_id = ? AND id = ?")
 }
 
 fn json_text(m: &Map<String, Json>) -> String {
@@ -157,8 +167,7 @@ fn json_text(m: &Map<String, Json>) -> String {
 /// Loads a user.
 pub async fn find_user<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<Option<UserRow>, StoreError> {
     let b = c.get_database_backend();
-    let sql = format!("SELECT {USER_COLUMNS} FROM scim_users WHERE account_id = ? AND id = ?");
-    let row = c.query_one_raw(stmt(b, &sql, [account.into(), id.into()])).await?;
+    let row = c.query_one_raw(stmt(b, &user_by_id_sql(), [account.into(), id.into()])).await?;
     row.as_ref().map(user_from_row).transpose()
 }
 
@@ -301,8 +310,7 @@ pub async fn delete_user<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> 
 /// Loads a group (without members).
 pub async fn find_group<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<Option<GroupRow>, StoreError> {
     let b = c.get_database_backend();
-    let sql = format!("SELECT {GROUP_COLUMNS} FROM scim_groups WHERE account_id = ? AND id = ?");
-    let row = c.query_one_raw(stmt(b, &sql, [account.into(), id.into()])).await?;
+    let row = c.query_one_raw(stmt(b, &group_by_id_sql(), [account.into(), id.into()])).await?;
     row.as_ref().map(group_from_row).transpose()
 }
 
