@@ -5,12 +5,13 @@
 //! small installs; the Kafka log (production) implements the same trait.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use roster_db::sql;
 use roster_events::{Envelope, EventError};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Where an event sits in the log: a partition and an offset within it.
@@ -137,6 +138,27 @@ impl Default for DbLogConfig {
     }
 }
 
+/// Work run after an inline application's transaction committed (publishing its outcomes).
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
+/// Why an inline application failed (the events are then appended without it).
+pub type InlineError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Applies appended events inside the append's own transaction.
+///
+/// In `roster serve` the projector runs in the same process as the database log. Applying each
+/// group commit's events in the transaction that appends them makes the database have one writer
+/// instead of two taking turns, saves reading the events back, and answers a write as soon as its
+/// append commits. The log stays the source of truth: the events are appended either way, and
+/// whatever is not applied inline the projector applies from the log.
+#[async_trait]
+pub trait InlineApply: Send + Sync + 'static {
+    /// Applies `records` (positions already assigned) inside `txn`. `Ok(None)` means they cannot
+    /// be applied here (the projector has not reached them yet) and are left to the projector;
+    /// `Ok(Some(f))` means they were applied, and `f` runs once the transaction has committed.
+    async fn apply(&self, txn: &DatabaseTransaction, records: &[Record]) -> Result<Option<AfterCommit>, InlineError>;
+}
+
 type AppendRequest = (Vec<Envelope>, oneshot::Sender<Result<Vec<Position>, LogError>>);
 
 /// The event log kept in the database (`events` table), with group commit.
@@ -151,66 +173,145 @@ pub struct DbLog {
     db: DatabaseConnection,
     tx: mpsc::Sender<AppendRequest>,
     appended: watch::Receiver<u64>,
+    /// The offset after the last event applied inline (0 when none): readers skip to it.
+    applied_inline: Arc<AtomicI64>,
 }
 
 impl DbLog {
     /// Starts the writer task on the current Tokio runtime.
     pub fn start(db: DatabaseConnection, config: DbLogConfig) -> Self {
+        Self::start_with(db, config, None)
+    }
+
+    /// Starts the writer task with an inline applier, which applies each group commit's events in
+    /// the transaction that appends them (see [`InlineApply`]).
+    pub fn start_with(db: DatabaseConnection, config: DbLogConfig, inline: Option<Arc<dyn InlineApply>>) -> Self {
         let (tx, rx) = mpsc::channel::<AppendRequest>(4096);
         let (appended_tx, appended) = watch::channel(0u64);
-        tokio::spawn(writer(db.clone(), rx, appended_tx, config.max_batch.max(1)));
-        Self { db, tx, appended }
+        let applied_inline = Arc::new(AtomicI64::new(0));
+        let writer = Writer { db: db.clone(), inline, applied_inline: applied_inline.clone() };
+        tokio::spawn(writer.run(rx, appended_tx, config.max_batch.max(1)));
+        Self { db, tx, appended, applied_inline }
+    }
+
+    /// The offset after the last event applied inline (0 when none was): everything below it
+    /// that this process appended is applied, and the stored position says so.
+    pub fn applied_inline(&self) -> i64 {
+        self.applied_inline.load(Ordering::Acquire)
     }
 }
 
-async fn writer(
+/// The group-commit writer task and what it needs.
+struct Writer {
     db: DatabaseConnection,
-    mut rx: mpsc::Receiver<AppendRequest>,
-    appended: watch::Sender<u64>,
-    max_batch: usize,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut requests = vec![first];
-        let mut count = requests[0].0.len();
-        while count < max_batch {
-            match rx.try_recv() {
-                Ok(r) => {
-                    count += r.0.len();
-                    requests.push(r);
+    inline: Option<Arc<dyn InlineApply>>,
+    applied_inline: Arc<AtomicI64>,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<AppendRequest>, appended: watch::Sender<u64>, max_batch: usize) {
+        while let Some(first) = rx.recv().await {
+            let mut requests = vec![first];
+            let mut count = requests[0].0.len();
+            while count < max_batch {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        count += r.0.len();
+                        requests.push(r);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
-        let events: Vec<&Envelope> = requests.iter().flat_map(|(e, _)| e.iter()).collect();
-        let result = append_with_retry(&db, &events).await;
-        match result {
-            Ok(first_offset) => {
-                let mut next = first_offset;
-                for (evs, reply) in requests {
-                    let positions =
-                        (0..evs.len()).map(|i| Position { partition: 0, offset: next + i as i64 }).collect();
-                    next += evs.len() as i64;
-                    let _ = reply.send(Ok(positions));
+            let events: Vec<&Envelope> = requests.iter().flat_map(|(e, _)| e.iter()).collect();
+            let result = self.append(&events).await;
+            match result {
+                Ok((first_offset, applied)) => {
+                    let mut next = first_offset;
+                    for (evs, reply) in requests {
+                        let positions =
+                            (0..evs.len()).map(|i| Position { partition: 0, offset: next + i as i64 }).collect();
+                        next += evs.len() as i64;
+                        let _ = reply.send(Ok(positions));
+                    }
+                    if !applied {
+                        // Wakes the projector; events applied inline leave it nothing to do.
+                        appended.send_modify(|n| *n = n.wrapping_add(1));
+                    }
                 }
-                appended.send_modify(|n| *n = n.wrapping_add(1));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, events = events.len(), "event log append failed");
-                for (_, reply) in requests {
-                    let _ = reply.send(Err(e.clone()));
+                Err(e) => {
+                    tracing::warn!(error = %e, events = events.len(), "event log append failed");
+                    for (_, reply) in requests {
+                        let _ = reply.send(Err(e.clone()));
+                    }
                 }
             }
         }
     }
+
+    /// Appends one group, applying it inline when an applier is set and can; an inline failure
+    /// rolls the whole transaction back and appends the group again without it, so a problem in
+    /// the read model never costs a write.
+    /// Returns the first event's offset and whether the group was applied inline.
+    async fn append(&self, events: &[&Envelope]) -> Result<(i64, bool), LogError> {
+        match append_with_retry(&self.db, events, self.inline.as_deref()).await {
+            Ok((first, None)) => Ok((first, false)),
+            Ok((first, Some(after_commit))) => {
+                self.applied_inline.fetch_max(first + events.len() as i64, Ordering::AcqRel);
+                after_commit();
+                Ok((first, true))
+            }
+            Err(AppendFailure::Inline(e)) => {
+                tracing::warn!(error = %e, events = events.len(), "applying appended events inline failed; the projector applies them from the log");
+                append_with_retry(&self.db, events, None)
+                    .await
+                    .map(|(first, _)| (first, false))
+                    .map_err(AppendFailure::into_log)
+            }
+            Err(AppendFailure::Log(e)) => Err(e),
+        }
+    }
 }
 
-async fn append_with_retry(db: &DatabaseConnection, events: &[&Envelope]) -> Result<i64, LogError> {
+/// Why appending a group failed.
+enum AppendFailure {
+    /// The log itself failed: the append did not happen.
+    Log(LogError),
+    /// The inline application failed: the transaction was rolled back, nothing was appended.
+    Inline(InlineError),
+}
+
+impl AppendFailure {
+    fn into_log(self) -> LogError {
+        match self {
+            AppendFailure::Log(e) => e,
+            AppendFailure::Inline(e) => LogError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for AppendFailure {
+    fn from(e: LogError) -> Self {
+        AppendFailure::Log(e)
+    }
+}
+
+impl From<DbErr> for AppendFailure {
+    fn from(e: DbErr) -> Self {
+        AppendFailure::Log(LogError::Db(e))
+    }
+}
+
+async fn append_with_retry(
+    db: &DatabaseConnection,
+    events: &[&Envelope],
+    inline: Option<&dyn InlineApply>,
+) -> Result<(i64, Option<AfterCommit>), AppendFailure> {
     let mut delay = Duration::from_millis(5);
     let mut attempt = 0;
     loop {
-        match append_batch(db, events).await {
-            Ok(first) => return Ok(first),
-            Err(LogError::Db(e)) if attempt < 5 && is_transient(&e) => {
+        match append_batch(db, events, inline).await {
+            Ok(done) => return Ok(done),
+            Err(AppendFailure::Log(LogError::Db(e))) if attempt < 5 && is_transient(&e) => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "retrying event log append");
                 tokio::time::sleep(delay).await;
@@ -227,8 +328,13 @@ fn is_transient(e: &DbErr) -> bool {
     s.contains("database is locked") || s.contains("busy") || s.contains("could not serialize")
 }
 
-/// Commits one batch; returns the offset of its first event.
-async fn append_batch(db: &DatabaseConnection, events: &[&Envelope]) -> Result<i64, LogError> {
+/// Commits one batch, applied inline when `inline` is given and can; returns the offset of its
+/// first event and, when applied inline, what to run now that it is committed.
+async fn append_batch(
+    db: &DatabaseConnection,
+    events: &[&Envelope],
+    inline: Option<&dyn InlineApply>,
+) -> Result<(i64, Option<AfterCommit>), AppendFailure> {
     let backend = db.get_database_backend();
     let encoded = events
         .iter()
@@ -267,8 +373,30 @@ async fn append_batch(db: &DatabaseConnection, events: &[&Envelope]) -> Result<i
         }
         txn.execute_raw(Statement::from_sql_and_values(backend, sql(backend, &text), values)).await?;
     }
+    let after_commit = match inline {
+        None => None,
+        Some(inline) => {
+            let records: Vec<Record> = events
+                .iter()
+                .enumerate()
+                .map(|(i, env)| Record {
+                    position: Position { partition: 0, offset: first + i as i64 },
+                    envelope: Ok((*env).clone()),
+                })
+                .collect();
+            match inline.apply(&txn, &records).await {
+                Ok(after_commit) => after_commit,
+                Err(e) => {
+                    // Dropping the transaction would roll it back too, but only once the pool
+                    // gets to it; the retry without inline wants the write lock now.
+                    let _ = txn.rollback().await;
+                    return Err(AppendFailure::Inline(e));
+                }
+            }
+        }
+    };
     txn.commit().await?;
-    Ok(first)
+    Ok((first, after_commit))
 }
 
 impl DbLog {
@@ -357,9 +485,17 @@ impl DbSource {
     }
 }
 
+impl DbSource {
+    /// Moves past events this process applied inline: their positions are stored already.
+    fn skip_applied_inline(&mut self) {
+        self.next = self.next.max(self.log.applied_inline());
+    }
+}
+
 #[async_trait]
 impl BatchSource for DbSource {
     async fn next_batch(&mut self, max: usize) -> Result<Option<Batch>, LogError> {
+        self.skip_applied_inline();
         let records = self.log.read(self.next, max).await?;
         if !records.is_empty() {
             return Ok(Some(Batch { partition: 0, records }));
@@ -368,6 +504,7 @@ impl BatchSource for DbSource {
             return Ok(None);
         }
         let _ = tokio::time::timeout(self.poll, self.appended.changed()).await;
+        self.skip_applied_inline();
         let records = self.log.read(self.next, max).await?;
         Ok((!records.is_empty()).then_some(Batch { partition: 0, records }))
     }
@@ -385,6 +522,7 @@ impl BatchSource for DbSource {
     }
 
     async fn lag(&mut self, _partition: i32) -> Option<i64> {
+        self.skip_applied_inline();
         self.log.last_position().await.ok().map(|last| last - self.next + 1)
     }
 }

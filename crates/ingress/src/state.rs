@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_db::Db;
+use roster_db::ReadDb;
 use roster_eventlog::EventLog;
 use roster_scim::discovery::ProviderLimits;
 use roster_scim::filter::FilterLimits;
@@ -65,8 +65,8 @@ impl IngressConfig {
 /// Everything a request handler needs.
 #[derive(Clone)]
 pub struct IngressState {
-    /// Read model and accounts.
-    pub db: Db,
+    /// Read model and accounts (on a SQLite file, read on the handler's own thread).
+    pub db: ReadDb,
     /// Where writes go.
     pub log: Arc<dyn EventLog>,
     /// How writes learn their outcome.

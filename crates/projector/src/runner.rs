@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_db::{Db, StoreError};
-use roster_eventlog::{BatchDone, BatchSource, LogError, Record};
+use roster_eventlog::{AfterCommit, BatchDone, BatchSource, InlineApply, InlineError, LogError, Record};
 use roster_events::Outcome;
 use roster_store::{outcomes, write};
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -56,6 +56,7 @@ pub struct BatchResult {
 }
 
 /// Applies the log to the read model.
+#[derive(Clone)]
 pub struct Projector {
     db: Db,
     hub: Option<Arc<OutcomeHub>>,
@@ -108,7 +109,7 @@ impl Projector {
                         record_batch_metrics(batch.partition, &batch.records, source.lag(batch.partition).await);
                         let n = batch.records.len();
                         applied += result.outcomes.len() as u64;
-                        self.publish(result.outcomes);
+                        publish(self.hub.as_deref(), result.outcomes);
                         progress(n);
                         source.done(batch.partition, result.done).await.map_err(ProjectorError::from)
                     }
@@ -135,31 +136,42 @@ impl Projector {
         applied
     }
 
-    fn publish(&self, outcomes: Vec<(Uuid, Outcome)>) {
-        if let Some(hub) = &self.hub {
-            for (id, outcome) in outcomes {
-                hub.complete(&id, outcome);
-            }
-        }
-    }
-
     /// Applies records of one partition in one transaction, fenced by the stored position: records
     /// before it were applied already (by us before a crash, or by another replica before a
     /// rebalance) and are skipped; a batch that starts after it would skip events and is refused.
     pub async fn apply_batch(&self, partition: i32, records: &[Record]) -> Result<BatchResult, ProjectorError> {
+        let Some(first) = records.first() else {
+            return Ok(BatchResult { done: BatchDone::Rewind { to: 0 }, outcomes: Vec::new() });
+        };
+        let _timer = roster_telemetry::metrics().batch_duration.start_timer();
+        let txn = self.db.begin().await?;
+        // Without a stored position, a consumer starts where its source started it.
+        let result = self.apply_in(&txn, partition, records, first.position.offset).await?;
+        match result.done {
+            BatchDone::Rewind { .. } => txn.rollback().await?,
+            BatchDone::Applied { .. } => txn.commit().await?,
+        }
+        Ok(result)
+    }
+
+    /// [`Projector::apply_batch`] inside a transaction the caller commits (or, on `Rewind`, rolls
+    /// back); `initial` is the position stored when the consumer has none yet.
+    async fn apply_in(
+        &self,
+        txn: &DatabaseTransaction,
+        partition: i32,
+        records: &[Record],
+        initial: i64,
+    ) -> Result<BatchResult, ProjectorError> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(BatchResult { done: BatchDone::Rewind { to: 0 }, outcomes: Vec::new() });
         };
         let m = roster_telemetry::metrics();
         m.batch_size.observe(records.len() as f64);
-        let _timer = m.batch_duration.start_timer();
-        let txn = self.db.begin().await?;
         // First statement is a write that locks the position row (and on SQLite takes the write
         // lock), so two replicas applying the same partition serialise here.
-        let stored =
-            write::lock_consumer_position(&txn, &self.config.consumer, partition, first.position.offset).await?;
+        let stored = write::lock_consumer_position(txn, &self.config.consumer, partition, initial).await?;
         if first.position.offset > stored {
-            txn.rollback().await?;
             return Ok(BatchResult { done: BatchDone::Rewind { to: stored }, outcomes: Vec::new() });
         }
         let mut published = Vec::with_capacity(records.len());
@@ -172,7 +184,7 @@ impl Projector {
             .filter_map(|r| r.envelope.as_ref().ok().map(|e| e.event_id.to_string()))
             .collect();
         let mut decided: std::collections::HashSet<String> =
-            outcomes::get_many(&txn, &ids).await?.into_iter().map(|(id, _)| id).collect();
+            outcomes::get_many(txn, &ids).await?.into_iter().map(|(id, _)| id).collect();
         // Events per account that changed something or marked a user: the licensing worker reconciles an
         // account when its counter moves, and each mark carries the counter value after its event.
         let mut changed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
@@ -180,7 +192,7 @@ impl Projector {
             records.iter().filter_map(|r| r.envelope.as_ref().ok().map(|e| e.account_id.as_str())).collect();
         accounts.sort_unstable();
         accounts.dedup();
-        let (licensed, seqs) = roster_store::licensing::account_seqs(&txn, &accounts).await?;
+        let (licensed, seqs) = roster_store::licensing::account_seqs(txn, &accounts).await?;
         let mut ctx = ApplyContext::new(licensed);
         let mut marks: std::collections::BTreeMap<&str, std::collections::HashMap<String, i64>> =
             std::collections::BTreeMap::new();
@@ -199,10 +211,10 @@ impl Projector {
             }
             if !ctx.run_covers(env) {
                 // A run of creates or license changes: looked up together, written together.
-                ctx.begin_run(&txn, &live[i..]).await?;
+                ctx.begin_run(txn, &live[i..]).await?;
             }
             let span = event_span(env, partition, record.position.offset);
-            let outcome = apply_event(&txn, env, &mut ctx).instrument(span.clone()).await?;
+            let outcome = apply_event(txn, env, &mut ctx).instrument(span.clone()).await?;
             if !span.is_disabled() {
                 span.record("roster.outcome.status", outcome.status);
                 if let Some(e) = &outcome.error {
@@ -230,23 +242,48 @@ impl Projector {
             });
             published.push((env.event_id, outcome));
         }
-        ctx.flush(&txn).await?;
-        outcomes::insert_many(&txn, &decisions).await?;
+        ctx.flush(txn).await?;
+        outcomes::insert_many(txn, &decisions).await?;
         for (account, n) in changed {
-            roster_store::licensing::bump_seq(&txn, account, n).await?;
+            roster_store::licensing::bump_seq(txn, account, n).await?;
         }
         for (account, users) in marks {
             let users: Vec<(String, i64)> = users.into_iter().collect();
-            roster_store::licensing::mark_dirty(&txn, account, &users).await?;
+            roster_store::licensing::mark_dirty(txn, account, &users).await?;
         }
         let next = (last.position.offset + 1).max(stored);
-        write::set_consumer_position(&txn, &self.config.consumer, partition, next).await?;
+        write::set_consumer_position(txn, &self.config.consumer, partition, next).await?;
         if !published.is_empty() && txn.get_database_backend() == sea_orm::DbBackend::Postgres {
             // Delivered at commit: wakes ingress replicas waiting for these outcomes.
             txn.execute_unprepared("NOTIFY roster_applied").await?;
         }
-        txn.commit().await?;
         Ok(BatchResult { done: BatchDone::Applied { next_offset: next }, outcomes: published })
+    }
+}
+
+/// Delivers outcomes to the requests waiting in this process, if any.
+fn publish(hub: Option<&OutcomeHub>, outcomes: Vec<(Uuid, Outcome)>) {
+    if let Some(hub) = hub {
+        for (id, outcome) in outcomes {
+            hub.complete(&id, outcome);
+        }
+    }
+}
+
+/// In `roster serve`, the embedded log's group commits are applied in their own transaction.
+#[async_trait::async_trait]
+impl InlineApply for Projector {
+    async fn apply(&self, txn: &DatabaseTransaction, records: &[Record]) -> Result<Option<AfterCommit>, InlineError> {
+        let _timer = roster_telemetry::metrics().batch_duration.start_timer();
+        // The database log starts at offset 1: a consumer without a position has applied nothing.
+        let result = self.apply_in(txn, 0, records, 1).await?;
+        match result.done {
+            BatchDone::Rewind { .. } => Ok(None),
+            BatchDone::Applied { .. } => {
+                let hub = self.hub.clone();
+                Ok(Some(Box::new(move || publish(hub.as_deref(), result.outcomes))))
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 use roster_admin::{AdminState, LicensingSettings};
-use roster_eventlog::{DbLog, DbLogConfig, DbSource, EventLog, Instrumented};
+use roster_eventlog::{DbLog, DbLogConfig, DbSource, EventLog, InlineApply, Instrumented};
 use roster_eventlog_kafka::{KafkaLog, KafkaSource};
 use roster_ingress::{IngressState, OutcomeWaiter};
 use roster_licensing::{LicensingWorker, WorkerConfig};
@@ -41,7 +41,18 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
         wait_for_migrations(&db).await?;
     }
     let kafka = c.kafka();
-    let db_log = DbLog::start(db.clone(), DbLogConfig::default());
+    let hub = (role == Role::All).then(|| Arc::new(OutcomeHub::default()));
+    let projector = matches!(role, Role::All | Role::Projector).then(|| {
+        let config = ProjectorConfig { consumer: c.consumer_name(), ..ProjectorConfig::default() };
+        Projector::new(db.clone(), hub.clone(), config)
+    });
+    // With the embedded log and the projector in this process, each group commit is applied in
+    // the transaction that appends it: one writer, and a write answers as soon as it commits.
+    let inline: Option<Arc<dyn InlineApply>> = match (&kafka, &projector, role) {
+        (None, Some(p), Role::All) => Some(Arc::new(p.clone())),
+        _ => None,
+    };
+    let db_log = DbLog::start_with(db.clone(), DbLogConfig::default(), inline);
     let kafka_log = match &kafka {
         Some(k) => {
             roster_eventlog_kafka::ensure_topic(k).await.context("preparing the Kafka event topic")?;
@@ -56,10 +67,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
 
-    let hub = (role == Role::All).then(|| Arc::new(OutcomeHub::default()));
-    if matches!(role, Role::All | Role::Projector) {
-        let config = ProjectorConfig { consumer: c.consumer_name(), ..ProjectorConfig::default() };
-        let projector = Projector::new(db.clone(), hub.clone(), config);
+    if let Some(projector) = projector {
         let token = cancel.clone();
         match &kafka {
             Some(k) => {
@@ -124,7 +132,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     if matches!(role, Role::All | Role::Ingress) {
         let ingress_config = c.ingress_config(public_url.clone())?;
         let state = IngressState {
-            db: db.clone(),
+            db: roster_db::ReadDb::new(db.clone()),
             log: log.clone(),
             waiter: waiter.clone(),
             usage: usage.clone(),
