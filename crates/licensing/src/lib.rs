@@ -44,7 +44,7 @@ pub use plan::{Plan, is_revocation, order, plan};
 const TRACE_PARENT_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Most `license.changed` events appended per call.
-pub const APPEND_BATCH: usize = 500;
+pub const APPEND_BATCH: usize = 2000;
 
 /// Errors of one reconciliation (retried in the next round).
 #[derive(Debug, thiserror::Error)]

@@ -206,10 +206,14 @@ impl ApplyContext {
                 run.users.insert((account.to_string(), id), Some((active, license)));
             }
         }
-        // The seat guard reads the database only before the run has changed it.
+        // The seat guard reads the database only before the run has changed it. Only a license
+        // with a seat limit needs its holders counted: at 100,000 users each count walked the
+        // account's holders, once per run of changes.
         for (account, license) in granted {
-            self.policy(c, account).await?;
-            self.holders(c, account, license).await?;
+            let limited = self.policy(c, account).await?.license(license).is_some_and(|lt| lt.seats.is_some());
+            if limited {
+                self.holders(c, account, license).await?;
+            }
         }
         self.licenses = Some(run);
         Ok(())
