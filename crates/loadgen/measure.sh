@@ -18,8 +18,10 @@ for b in "$roster" "$loadgen"; do
 done
 
 dir=$(mktemp -d /tmp/lg-XXXXXX)
+# The embedded defaults whatever the caller's shell holds: with ROSTER_KAFKA_BROKERS exported (by
+# `eval "$(scripts/services.sh start)"`), `roster serve` would use Kafka as its log.
 # shellcheck disable=SC2086
-env ROSTER_ADMIN_TOKEN=adm RUST_LOG=warn ${ROSTER_ENV:-} "$roster" serve \
+env -u ROSTER_KAFKA_BROKERS -u ROSTER_DATABASE_URL ROSTER_ADMIN_TOKEN=adm RUST_LOG=warn ${ROSTER_ENV:-} "$roster" serve \
     --listen 127.0.0.1:0 --ops-listen 127.0.0.1:0 --database-url "sqlite://$dir/roster.db?mode=rwc" \
     >"$dir/stdout" 2>"$dir/stderr" &
 pid=$!
