@@ -250,8 +250,8 @@ impl Writer {
 
     /// Appends one group, applying it inline when an applier is set and can; an inline failure
     /// rolls the whole transaction back and appends the group again without it, so a problem in
-    /// the read model never costs a write.
-    /// Returns the first event's offset and whether the group was applied inline.
+    /// the read model never costs a write. Returns the first event's offset and whether the
+    /// group was applied inline.
     async fn append(&self, events: &[&Envelope]) -> Result<(i64, bool), LogError> {
         match append_with_retry(&self.db, events, self.inline.as_deref()).await {
             Ok((first, None)) => Ok((first, false)),
