@@ -199,18 +199,15 @@ impl ReadDb {
     }
 
     /// Whether statements run on the calling thread (a SQLite file) rather than on the pool.
-    pub fn on_calling_thread(&self) -> bool {
+    #[cfg(test)]
+    fn on_calling_thread(&self) -> bool {
         self.sqlite.is_some()
     }
 
     /// How many statements outran the calling thread's budget and were run on the pool.
-    pub fn moved_to_pool(&self) -> u64 {
+    #[cfg(test)]
+    fn moved_to_pool(&self) -> u64 {
         self.moved.load(Ordering::Relaxed)
-    }
-
-    /// The pool behind it.
-    pub fn pool(&self) -> &DatabaseConnection {
-        &self.db
     }
 }
 
