@@ -1,30 +1,13 @@
 //! A producer retry can put a second copy of an event in the log; the projector applies it once.
 
+mod support;
+use support::user_created;
+
 use roster_db::testing;
 use roster_eventlog::{Position, Record};
-use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Payload, ResourceType};
+use roster_events::Envelope;
 use roster_projector::{Projector, ProjectorConfig};
-use serde_json::json;
 use uuid::Uuid;
-
-fn user_created(user_name: &str) -> Envelope {
-    let attributes = match json!({"userName": user_name}) {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    Envelope {
-        v: ENVELOPE_VERSION,
-        event_id: Uuid::now_v7(),
-        account_id: "acc".into(),
-        resource_type: ResourceType::User,
-        resource_id: Uuid::new_v4().to_string(),
-        time: "2026-11-29T00:00:00.000Z".into(),
-        request_id: None,
-        trace_context: None,
-        actor: Actor::System,
-        payload: Payload::UserCreated { attributes },
-    }
-}
 
 fn record(offset: i64, env: &Envelope) -> Record {
     Record { position: Position { partition: 0, offset }, envelope: Ok(env.clone()) }

@@ -2,39 +2,20 @@
 //! it. These tests pin down what that must never change: every event is applied exactly once, in
 //! log order, whether it was applied inline, left to the projector, or both tried.
 
+mod support;
+use support::user_created;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use roster_db::testing;
 use roster_eventlog::{AfterCommit, DbLog, DbLogConfig, DbSource, EventLog, InlineApply, InlineError, Record};
-use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Payload, ResourceType};
 use roster_projector::{OutcomeHub, Projector, ProjectorConfig};
 use sea_orm::DatabaseTransaction;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn user_created(user_name: &str) -> Envelope {
-    let attributes = match json!({"userName": user_name}) {
-        serde_json::Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    Envelope {
-        v: ENVELOPE_VERSION,
-        event_id: Uuid::now_v7(),
-        account_id: "acc".into(),
-        resource_type: ResourceType::User,
-        resource_id: Uuid::new_v4().to_string(),
-        time: "2026-11-30T00:00:00.000Z".into(),
-        request_id: None,
-        trace_context: None,
-        actor: Actor::System,
-        payload: Payload::UserCreated { attributes },
-    }
-}
 
 async fn user_names(db: &roster_db::Db) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let q =
