@@ -160,18 +160,38 @@ impl EventLog for KafkaLog {
             .iter()
             .map(|env| env.to_json().map_err(|e| LogError::Encode(Arc::new(e))))
             .collect::<Result<Vec<_>, _>>()?;
+        // Every message is queued before any delivery is awaited: `FutureProducer::send` queues on
+        // its first poll, so awaiting one send after another made an append of n events n produce
+        // round trips (a licensing round of 2,000 changes waited for 2,000 of them in turn).
+        // librdkafka keeps the queue order per partition, which is the log's order.
+        let deadline = tokio::time::Instant::now() + self.cfg.produce_timeout;
         let mut deliveries = Vec::with_capacity(events.len());
         for (env, payload) in events.iter().zip(&payloads) {
-            let record =
+            let mut record =
                 FutureRecord::to(&self.cfg.topic).key(env.account_id.as_str()).payload(payload).headers(headers(env));
-            deliveries.push(self.producer.send(record, Timeout::After(self.cfg.produce_timeout)));
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => break deliveries.push(delivery),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        record = r;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((e, _)) => return Err(unavailable("cannot queue the event for Kafka", e)),
+                }
+            }
         }
         roster_telemetry::metrics().producer_queue.set(i64::from(self.queue_len()));
         let mut positions = Vec::with_capacity(events.len());
         for d in deliveries {
-            match d.await {
-                Ok(delivery) => positions.push(Position { partition: delivery.partition, offset: delivery.offset }),
-                Err((e, _)) => return Err(unavailable("Kafka did not acknowledge the event", e)),
+            match tokio::time::timeout_at(deadline + Duration::from_secs(1), d).await {
+                Ok(Ok(Ok(delivery))) => {
+                    positions.push(Position { partition: delivery.partition, offset: delivery.offset })
+                }
+                Ok(Ok(Err((e, _)))) => return Err(unavailable("Kafka did not acknowledge the event", e)),
+                Ok(Err(_)) => return Err(LogError::Unavailable("the Kafka producer was dropped".into())),
+                Err(_) => return Err(LogError::Unavailable("Kafka did not acknowledge the event in time".into())),
             }
         }
         Ok(positions)
