@@ -11,7 +11,7 @@ use roster_store::licensing;
 use roster_store::write::{self, GroupRow, UserRow, fold};
 use sea_orm::ConnectionTrait;
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 type Decision = Result<Outcome, ScimError>;
 
@@ -52,6 +52,23 @@ pub struct ApplyContext {
     creates: Option<CreateRun>,
     /// The run of `license.changed` events being applied, if prefetched.
     licenses: Option<LicenseRun>,
+    /// The batch's user rows, when the batch prefetched them; without, each event writes at once.
+    users: Option<UserCache>,
+}
+
+/// The user rows of a batch's `user.patched`, `user.replaced` and `user.deleted` events (most of
+/// Entra's incremental cycles): loaded with one query per account before the batch applies,
+/// changed in memory, and written back with multi-row updates, instead of a lookup and an update
+/// per event. Exact because whatever reads users' attributes from the database outside it (a
+/// userName check, a run of creates or of license changes, the seat guard) runs after the changed
+/// rows are written back ([`ApplyContext::write_users`]), and whatever writes user rows outside
+/// it (creates, license changes) drops those rows from it.
+#[derive(Debug, Default)]
+struct UserCache {
+    /// (account, id) → the row as of the events applied so far (`None`: no such user).
+    rows: HashMap<(String, String), Option<UserRow>>,
+    /// Rows changed since they were last written back.
+    dirty: BTreeSet<(String, String)>,
 }
 
 /// A user as a license change sees it: (active, license).
@@ -162,6 +179,7 @@ impl ApplyContext {
     /// Starts a run of `user.created` events (see [`CreateRun`]). Ends the current run first.
     async fn begin_creates<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
         self.flush(c).await?;
+        self.write_users(c).await?;
         let mut run = CreateRun::default();
         let mut per_account: HashMap<&str, (Vec<&str>, Vec<String>)> = HashMap::new();
         for env in events {
@@ -187,6 +205,7 @@ impl ApplyContext {
     /// Starts a run of `license.changed` events (see [`LicenseRun`]). Ends the current run first.
     async fn begin_licenses<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
         self.flush(c).await?;
+        self.write_users(c).await?;
         let mut run = LicenseRun::default();
         let mut per_account: HashMap<&str, Vec<&str>> = HashMap::new();
         let mut granted: HashSet<(&str, &str)> = HashSet::new();
@@ -219,6 +238,94 @@ impl ApplyContext {
         Ok(())
     }
 
+    /// Turns on the user cache for a batch (see [`UserCache`]): loads the users its user events are about.
+    pub async fn prefetch_users<C: ConnectionTrait>(&mut self, c: &C, batch: &[&Record]) -> Result<(), StoreError> {
+        let mut per_account: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for env in batch.iter().filter_map(|r| r.envelope.as_ref().ok()) {
+            if matches!(
+                env.payload,
+                Payload::UserPatched { .. } | Payload::UserReplaced { .. } | Payload::UserDeleted { .. }
+            ) {
+                per_account.entry(env.account_id.as_str()).or_default().push(env.resource_id.as_str());
+            }
+        }
+        let mut cache = UserCache::default();
+        for (account, mut ids) in per_account {
+            ids.sort_unstable();
+            ids.dedup();
+            for id in &ids {
+                cache.rows.insert((account.to_string(), (*id).to_string()), None);
+            }
+            for row in write::find_users(c, account, &ids).await? {
+                cache.rows.insert((account.to_string(), row.id.clone()), Some(row));
+            }
+        }
+        self.users = Some(cache);
+        Ok(())
+    }
+
+    /// A user as the events applied so far left it.
+    async fn user<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let key = (account.to_string(), id.to_string());
+        if let Some(row) = self.users.as_ref().and_then(|cache| cache.rows.get(&key)) {
+            return Ok(row.clone());
+        }
+        let row = write::find_user(c, account, id).await?;
+        if let Some(cache) = self.users.as_mut() {
+            cache.rows.insert(key, row.clone());
+        }
+        Ok(row)
+    }
+
+    /// Stores a changed user: in the cache when there is one, otherwise at once.
+    async fn put_user<C: ConnectionTrait>(&mut self, c: &C, account: &str, row: UserRow) -> Result<(), StoreError> {
+        match self.users.as_mut() {
+            Some(cache) => {
+                let key = (account.to_string(), row.id.clone());
+                cache.rows.insert(key.clone(), Some(row));
+                cache.dirty.insert(key);
+                Ok(())
+            }
+            None => write::update_user(c, account, &row).await,
+        }
+    }
+
+    /// Records that a user row was deleted, or written outside the cache (the cache holds no
+    /// unwritten change of it: it is written back before anything else writes users).
+    fn user_changed_elsewhere(&mut self, account: &str, id: &str, deleted: bool) {
+        if let Some(cache) = self.users.as_mut() {
+            let key = (account.to_string(), id.to_string());
+            cache.dirty.remove(&key);
+            if deleted {
+                cache.rows.insert(key, None);
+            } else {
+                cache.rows.remove(&key);
+            }
+        }
+    }
+
+    /// Writes back the changed user rows: before anything reads users' attributes from the
+    /// database, and at the end of the batch.
+    pub async fn write_users<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
+        let Some(cache) = self.users.as_mut() else { return Ok(()) };
+        let mut per_account: BTreeMap<&str, Vec<&UserRow>> = BTreeMap::new();
+        for key in &cache.dirty {
+            if let Some(Some(row)) = cache.rows.get(key) {
+                per_account.entry(key.0.as_str()).or_default().push(row);
+            }
+        }
+        for (account, rows) in per_account {
+            write::update_users(c, account, &rows).await?;
+        }
+        cache.dirty.clear();
+        Ok(())
+    }
+
     /// Whether the current run of creates or of license changes covers this event.
     pub fn run_covers(&self, env: &Envelope) -> bool {
         self.creates.as_ref().is_some_and(|r| r.events.contains(&env.event_id))
@@ -231,6 +338,9 @@ impl ApplyContext {
         if let Some(run) = self.creates.take() {
             let rows: Vec<(&str, &UserRow)> = run.pending.iter().map(|(a, u)| (a.as_str(), u)).collect();
             write::insert_users(c, &rows).await?;
+            for (account, row) in &run.pending {
+                self.user_changed_elsewhere(account, &row.id, false);
+            }
         }
         if let Some(run) = self.licenses.take() {
             let mut per_account: HashMap<&str, Vec<LicenseUpdate<'_>>> = HashMap::new();
@@ -243,6 +353,9 @@ impl ApplyContext {
             }
             for (account, rows) in per_account {
                 licensing::set_licenses(c, account, &rows).await?;
+            }
+            for (account, user) in run.pending.keys() {
+                self.user_changed_elsewhere(account, user, false);
             }
         }
         Ok(())
@@ -280,14 +393,34 @@ pub async fn apply_event<C: ConnectionTrait>(
     if !in_run {
         ctx.flush(c).await?;
     }
+    // Only these events keep to the user cache (groups read users' existence alone, which the
+    // cache never holds back); anything else may read users' attributes from the database.
+    if !matches!(
+        env.payload,
+        Payload::UserPatched { .. }
+            | Payload::UserReplaced { .. }
+            | Payload::UserDeleted { .. }
+            | Payload::GroupCreated { .. }
+            | Payload::GroupReplaced { .. }
+            | Payload::GroupPatched { .. }
+            | Payload::GroupDeleted { .. }
+    ) {
+        ctx.write_users(c).await?;
+    }
     let decision = match &env.payload {
         Payload::UserCreated { attributes } => match ctx.creates.as_mut().filter(|_| in_run) {
             Some(run) => run.create(env, attributes),
-            None => user_created(c, env, attributes).await?,
+            None => {
+                let decision = user_created(c, env, attributes).await?;
+                ctx.user_changed_elsewhere(account, &env.resource_id, false);
+                decision
+            }
         },
-        Payload::UserReplaced { attributes, if_match } => user_replaced(c, env, attributes.clone(), *if_match).await?,
-        Payload::UserPatched { patch, if_match } => user_patched(c, env, patch, *if_match).await?,
-        Payload::UserDeleted { if_match } => user_deleted(c, env, *if_match).await?,
+        Payload::UserReplaced { attributes, if_match } => {
+            user_replaced(c, env, attributes.clone(), *if_match, ctx).await?
+        }
+        Payload::UserPatched { patch, if_match } => user_patched(c, env, patch, *if_match, ctx).await?,
+        Payload::UserDeleted { if_match } => user_deleted(c, env, *if_match, ctx).await?,
         Payload::GroupCreated { attributes, members } => group_created(c, env, attributes, members, ctx).await?,
         Payload::GroupReplaced { attributes, members, if_match } => {
             group_replaced(c, env, attributes, members, *if_match, ctx).await?
@@ -420,21 +553,24 @@ async fn save_user<C: ConnectionTrait>(
     env: &Envelope,
     mut current: UserRow,
     attrs: Map<String, Value>,
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     if attrs == current.resource {
         return Ok(ok(200, Some(current.version)));
     }
-    if fold(&user_name_of(&attrs)) != fold(&current.user_name)
-        && let Err(e) = ensure_user_name_free(c, &env.account_id, &user_name_of(&attrs), &current.id).await?
-    {
-        return Ok(Err(e));
+    if fold(&user_name_of(&attrs)) != fold(&current.user_name) {
+        // The check reads the database: renames held in the cache must be there first.
+        ctx.write_users(c).await?;
+        if let Err(e) = ensure_user_name_free(c, &env.account_id, &user_name_of(&attrs), &current.id).await? {
+            return Ok(Err(e));
+        }
     }
     let version = current.version + 1;
     current =
         UserRow::from_attributes(current.id, attrs, current.created, env.time.clone(), version, current.license_type);
     // A deactivated user's seat is free at once (the seat guard counts active holders only); the
     // licensing worker records the revocation as a `license.changed` event with reason `deactivated`.
-    write::update_user(c, &env.account_id, &current).await?;
+    ctx.put_user(c, &env.account_id, current).await?;
     Ok(ok(200, Some(version)))
 }
 
@@ -443,14 +579,15 @@ async fn user_replaced<C: ConnectionTrait>(
     env: &Envelope,
     attrs: Map<String, Value>,
     if_match: Option<u64>,
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
-    let Some(current) = write::find_user(c, &env.account_id, &env.resource_id).await? else {
+    let Some(current) = ctx.user(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("User", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
     }
-    save_user(c, env, current, attrs).await
+    save_user(c, env, current, attrs, ctx).await
 }
 
 async fn user_patched<C: ConnectionTrait>(
@@ -458,8 +595,9 @@ async fn user_patched<C: ConnectionTrait>(
     env: &Envelope,
     patch: &Value,
     if_match: Option<u64>,
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
-    let Some(current) = write::find_user(c, &env.account_id, &env.resource_id).await? else {
+    let Some(current) = ctx.user(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("User", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
@@ -471,7 +609,7 @@ async fn user_patched<C: ConnectionTrait>(
     match applied {
         Err(e) => Ok(Err(e)),
         Ok(ops) if !ops.is_empty() => Ok(Err(ScimError::invalid_path("users have no members attribute"))),
-        Ok(_) => save_user(c, env, current, attrs).await,
+        Ok(_) => save_user(c, env, current, attrs, ctx).await,
     }
 }
 
@@ -479,14 +617,16 @@ async fn user_deleted<C: ConnectionTrait>(
     c: &C,
     env: &Envelope,
     if_match: Option<u64>,
+    ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
-    let Some(current) = write::find_user(c, &env.account_id, &env.resource_id).await? else {
+    let Some(current) = ctx.user(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("User", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
     }
     write::delete_user(c, &env.account_id, &env.resource_id).await?;
+    ctx.user_changed_elsewhere(&env.account_id, &env.resource_id, true);
     // The seat went with the row; a pin for a user that no longer exists is meaningless.
     licensing::remove_override(c, &env.account_id, &env.resource_id).await?;
     Ok(ok(204, None))
@@ -818,7 +958,10 @@ async fn license_changed<C: ConnectionTrait>(
             run.users.insert(key.clone(), Some((active, to.map(str::to_owned))));
             run.pending.insert(key, (to.map(str::to_owned), reason.to_string()));
         }
-        None => licensing::set_license(c, account, user_id, to, reason).await?,
+        None => {
+            licensing::set_license(c, account, user_id, to, reason).await?;
+            ctx.user_changed_elsewhere(account, user_id, false);
+        }
     }
     if active {
         ctx.moved_seat(account, from, to);

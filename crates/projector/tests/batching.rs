@@ -1,4 +1,5 @@
 //! The projector applies a run of `user.created` events with one lookup and one multi-row insert,
+//! a batch's user changes against one lookup with the rows written back together,
 //! and a run of `license.changed` events with one lookup and one multi-row update; whatever the
 //! batch boundaries, every decision and the resulting users equal applying the same events one by
 //! one with a query per check.
@@ -23,12 +24,41 @@ const LICENSES: [Option<&str>; 4] = [None, Some("developer"), Some("read_only"),
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { account: usize, id: usize, name: usize },
-    Rename { account: usize, id: usize, name: usize },
-    Delete { account: usize, id: usize },
-    Deactivate { account: usize, id: usize },
-    Policy { account: usize, developer_seats: u64 },
-    License { account: usize, id: usize, from: usize, to: usize },
+    Create {
+        account: usize,
+        id: usize,
+        name: usize,
+    },
+    Rename {
+        account: usize,
+        id: usize,
+        name: usize,
+    },
+    Delete {
+        account: usize,
+        id: usize,
+    },
+    Deactivate {
+        account: usize,
+        id: usize,
+    },
+    /// An attribute change, with `If-Match: W/"n"` when `if_match` is 1 to 3 (0 sends none).
+    Touch {
+        account: usize,
+        id: usize,
+        display: usize,
+        if_match: u64,
+    },
+    Policy {
+        account: usize,
+        developer_seats: u64,
+    },
+    License {
+        account: usize,
+        id: usize,
+        from: usize,
+        to: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,6 +67,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..2usize, 0..4usize, 0..4usize).prop_map(|(account, id, name)| Op::Rename { account, id, name }),
         1 => (0..2usize, 0..4usize).prop_map(|(account, id)| Op::Delete { account, id }),
         1 => (0..2usize, 0..4usize).prop_map(|(account, id)| Op::Deactivate { account, id }),
+        4 => (0..2usize, 0..4usize, 0..3usize, 0..4u64)
+            .prop_map(|(account, id, display, if_match)| Op::Touch { account, id, display, if_match }),
         1 => (0..2usize, 0..3u64).prop_map(|(account, developer_seats)| Op::Policy { account, developer_seats }),
         8 => (0..2usize, 0..4usize, 0..3usize, 0..4usize).prop_map(|(account, id, from, to)| Op::License { account, id, from, to }),
     ]
@@ -57,6 +89,10 @@ fn envelope(op: &Op) -> Envelope {
         Op::Deactivate { account, id } => {
             let patch = json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "replace", "path": "active", "value": false}]});
             (*account, *id, Payload::UserPatched { patch, if_match: None })
+        }
+        Op::Touch { account, id, display, if_match } => {
+            let patch = json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "replace", "path": "displayName", "value": format!("D{display}")}]});
+            (*account, *id, Payload::UserPatched { patch, if_match: (*if_match > 0).then_some(*if_match) })
         }
         Op::Policy { account, developer_seats } => {
             let policy = json!({
@@ -91,8 +127,8 @@ fn envelope(op: &Op) -> Envelope {
     }
 }
 
-/// A user as the comparison sees it: account, id, userName, version, active and license.
-type UserState = (String, String, String, i64, bool, Option<String>);
+/// A user as the comparison sees it: account, id, userName, version, active, license and displayName.
+type UserState = (String, String, String, i64, bool, Option<String>, Option<String>);
 
 /// Every user of both accounts.
 async fn users(db: &Db) -> Vec<UserState> {
@@ -100,7 +136,7 @@ async fn users(db: &Db) -> Vec<UserState> {
     for account in ACCOUNTS {
         for id in IDS {
             if let Ok(Some(u)) = roster_store::read::get_user(db, account, id).await {
-                out.push((account.to_string(), u.id, u.user_name, u.version, u.active, u.license_type));
+                out.push((account.to_string(), u.id, u.user_name, u.version, u.active, u.license_type, u.display_name));
             }
         }
     }
@@ -148,7 +184,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn runs_of_creates_and_license_changes_decide_exactly_as_one_event_at_a_time(
+    fn runs_of_creates_license_changes_and_cached_user_changes_decide_exactly_as_one_event_at_a_time(
         ops in proptest::collection::vec(op(), 1..60),
         cuts in proptest::collection::vec(0usize..64, 0..4),
     ) {
@@ -194,4 +230,27 @@ async fn a_run_of_license_changes_never_grants_more_seats_than_the_limit() {
     let developers: Vec<&str> =
         users.iter().filter(|u| u.5.as_deref() == Some("developer")).map(|u| u.1.as_str()).collect();
     assert_eq!(developers, vec!["u3", "u4"], "{users:?}");
+}
+
+#[tokio::test]
+async fn a_user_name_freed_by_a_rename_earlier_in_the_batch_can_be_taken() {
+    let events: Vec<Envelope> = [
+        Op::Create { account: 0, id: 0, name: 0 },
+        Op::Create { account: 0, id: 1, name: 2 },
+        // u1 leaves "ann@x" for "cy@x"; the rename waits in the batch's user cache.
+        Op::Rename { account: 0, id: 0, name: 3 },
+        // u2 takes "ANN@x": free, although the database still says u1 holds it until written back.
+        Op::Rename { account: 0, id: 1, name: 1 },
+        // And "cy@x" is u1's now.
+        Op::Rename { account: 0, id: 1, name: 3 },
+    ]
+    .iter()
+    .map(envelope)
+    .collect();
+    let (outcomes, users) = batched(&events, &[]).await;
+    let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
+    assert_eq!(statuses, vec![201, 201, 200, 200, 409], "{outcomes:?}");
+    let names: Vec<&str> = users.iter().map(|u| u.2.as_str()).collect();
+    assert_eq!(names, vec!["cy@x", "ANN@x"], "{users:?}");
+    assert_eq!(one_by_one(&events).await, (outcomes, users));
 }

@@ -171,6 +171,21 @@ pub async fn find_user<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Re
     row.as_ref().map(user_from_row).transpose()
 }
 
+/// The users of the account among `ids` (one query per 500 ids); absent ids have no row.
+pub async fn find_users<C: ConnectionTrait>(c: &C, account: &str, ids: &[&str]) -> Result<Vec<UserRow>, StoreError> {
+    let b = c.get_database_backend();
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let marks = placeholders(chunk.len());
+        let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
+        let sql = format!("SELECT {USER_COLUMNS} FROM scim_users WHERE account_id = ? AND id IN ({marks})");
+        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
+            out.push(user_from_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The id of the user holding this (case-folded) userName, if any.
 pub async fn user_id_by_name<C: ConnectionTrait>(
     c: &C,
@@ -290,6 +305,45 @@ pub async fn update_user<C: ConnectionTrait>(c: &C, account: &str, u: &UserRow) 
         ],
     ))
     .await?;
+    Ok(())
+}
+
+/// Rows per multi-row user update: 10 parameters each.
+const USER_ROWS_PER_UPDATE: usize = 200;
+
+/// [`update_user`] for many users of one account, many rows per statement. Each user at most once.
+pub async fn update_users<C: ConnectionTrait>(c: &C, account: &str, rows: &[&UserRow]) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    for chunk in rows.chunks(USER_ROWS_PER_UPDATE) {
+        let tuples = value_rows(chunk.len(), 10);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10 + 1);
+        for u in chunk {
+            values.extend([
+                u.id.clone().into(),
+                u.user_name.clone().into(),
+                fold(&u.user_name).into(),
+                u.external_id.clone().into(),
+                u.display_name.clone().into(),
+                u.active.into(),
+                u.last_modified.clone().into(),
+                u.version.into(),
+                u.license_type.clone().into(),
+                json_text(&u.resource).into(),
+            ]);
+        }
+        values.push(account.into());
+        c.execute_raw(stmt(
+            b,
+            &format!(
+                "UPDATE scim_users SET user_name = v.column2, user_name_lower = v.column3, external_id = v.column4, \
+                 display_name = v.column5, active = v.column6, last_modified = v.column7, version = v.column8, \
+                 license_type = v.column9, resource = v.column10 FROM (VALUES {tuples}) AS v \
+                 WHERE scim_users.account_id = ? AND scim_users.id = v.column1"
+            ),
+            values,
+        ))
+        .await?;
+    }
     Ok(())
 }
 
