@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh            # or: make bench
 #
-# 1. builds the release binaries (roster, roster-loadgen);
+# 1. builds the release binaries (roster, roster-loadgen, roster-logseed);
 # 2. runs the criterion micro-benchmarks (roster-scim, roster-filter-sql, roster-events, roster-license-policy)
 #    with short settings;
 # 3. runs the simulator (crates/loadgen/measure.sh: a fresh `roster serve` on SQLite per run): creates and
@@ -12,7 +12,9 @@
 #    BENCH_RELICENSE_USERS users after a policy change;
 # 4. when Kafka and Postgres are up (`scripts/services.sh status`) or BENCH_KAFKA=1: the creates at concurrency
 #    32 against the split deployment (roster ingress, 2 x roster projector, roster licensing on a fresh database
-#    and topic) and `roster replay` of that topic into another fresh database;
+#    and topic) and `roster replay` of that topic into another fresh database; then `roster-logseed` writes an
+#    Entra-shaped log of BENCH_REPLAY_EVENTS events to a fresh topic, `roster replay` rebuilds a database from it
+#    and the read model is checked against what the log must leave behind;
 # 5. writes docs/benchmarks.md and docs/benchmarks/*.svg from the JSON results (scripts/bench_report.py).
 #
 # Knobs (environment):
@@ -22,6 +24,7 @@
 #   BENCH_SECS=10                    seconds per sweep point
 #   BENCH_MEMBER_ADD_USERS=100000    largest group of the member-add scenario
 #   BENCH_RELICENSE_USERS=100000     users re-licensed by the relicense scenario
+#   BENCH_REPLAY_EVENTS=1000000      events of the seeded log replayed with Kafka + Postgres
 #   BENCH_KAFKA=auto|1|0             auto: the split deployment runs when services.sh says both services are up;
 #                                    1: start them (scripts/services.sh start) and run; 0: skip
 #   BENCH_MICRO=1 / BENCH_SIM=1      set to 0 to skip the micro-benchmarks / the simulator
@@ -43,6 +46,8 @@ concurrency=${BENCH_CONCURRENCY:-1 4 16 32 64 128}
 secs=${BENCH_SECS:-10}
 member_add_users=${BENCH_MEMBER_ADD_USERS:-100000}
 relicense_users=${BENCH_RELICENSE_USERS:-100000}
+replay_events=${BENCH_REPLAY_EVENTS:-1000000}
+seed_args=(--accounts 10 --users 10000 --groups 100)
 kafka_mode=${BENCH_KAFKA:-auto}
 results=${BENCH_RESULTS:-$CARGO_TARGET_DIR/bench-results}
 doc=${BENCH_DOC:-docs/benchmarks.md}
@@ -56,6 +61,8 @@ case $scale in
         secs=${BENCH_SECS:-3}
         member_add_users=${BENCH_MEMBER_ADD_USERS:-2000}
         relicense_users=${BENCH_RELICENSE_USERS:-2000}
+        replay_events=${BENCH_REPLAY_EVENTS:-20000}
+        seed_args=(--accounts 10 --users 500 --groups 10)
         lookup_users=500
         full_args=(--accounts 2 --users 300 --groups 5)
         ;;
@@ -72,9 +79,10 @@ started=$(date +%s)
 echo "{\"scale\": \"$scale\", \"secs_per_point\": $secs, \"started_unix\": $started}" >"$results/run.json"
 
 log "building release binaries"
-$cargo build --release -q -p roster -p roster-loadgen
+$cargo build --release -q -p roster -p roster-loadgen -p roster-logseed
 roster_bin=$CARGO_TARGET_DIR/release/roster
 loadgen_bin=$CARGO_TARGET_DIR/release/roster-loadgen
+logseed_bin=$CARGO_TARGET_DIR/release/roster-logseed
 
 # --- micro-benchmarks -----------------------------------------------------------------------------------
 if [[ ${BENCH_MICRO:-1} != 0 ]]; then
@@ -181,6 +189,45 @@ split_run() {
         >>"$dir/psql.log" 2>&1 || true
 }
 
+# Replay at scale: `roster-logseed` writes an Entra-shaped log of BENCH_REPLAY_EVENTS events (10 accounts, an
+# initial cycle each, then incremental cycles) to a fresh topic, `roster replay` rebuilds a fresh database from
+# it, and the read model is compared with what the seeded log must leave behind.
+seeded_replay() {
+    local dir=$results/seeded stamp db topic
+    mkdir -p "$dir"
+    stamp=$(date +%s)
+    db=roster_seed_$stamp
+    topic=roster-seed-$stamp
+    local admin_url=${ROSTER_DATABASE_URL:-postgres://roster:roster@127.0.0.1:55432/roster}
+    psql -X -q "$admin_url" -c "CREATE DATABASE $db" -c "CREATE DATABASE ${db}_replay" >"$dir/psql.log" 2>&1 ||
+        { log "seeded: cannot create databases (see $dir/psql.log)"; return 1; }
+    local env=(ROSTER_DATABASE_URL="${admin_url%/*}/$db" ROSTER_KAFKA_BROKERS="${ROSTER_KAFKA_BROKERS:-127.0.0.1:59092}"
+        ROSTER_KAFKA_TOPIC="$topic" ROSTER_KAFKA_PARTITIONS=4 ROSTER_KAFKA_GROUP="seed-$stamp" RUST_LOG=warn)
+    log "seeded: writing $replay_events events to topic $topic"
+    env "${env[@]}" "$logseed_bin" --events "$replay_events" "${seed_args[@]}" --expect "$dir/expect.json" >"$dir/logseed.log" 2>&1 ||
+        { log "seeded: roster-logseed failed (see $dir/logseed.log)"; return 1; }
+    log "seeded: roster replay of $replay_events events"
+    if env "${env[@]}" "$roster_bin" replay --into "${admin_url%/*}/${db}_replay" >"$dir/replay.log" 2>&1; then
+        local secs counts
+        secs=$(sed -n 's/^roster: replayed [0-9]* events in \([0-9.]*\) s.*/\1/p' "$dir/replay.log")
+        counts=$(psql -X -q -t -A -F, "${admin_url%/*}/${db}_replay" -c "SELECT (SELECT count(*) FROM scim_users),
+            (SELECT count(*) FROM scim_users WHERE active), (SELECT count(*) FROM scim_groups),
+            (SELECT count(*) FROM scim_members), (SELECT count(*) FROM scim_users WHERE license_type IS NOT NULL)")
+        python3 - "$dir/expect.json" "$secs" "$counts" >"$results/sim/seeded-replay.json" <<'PY'
+import json, sys
+seeded = json.load(open(sys.argv[1]))
+names = ["users", "active_users", "groups", "memberships", "licensed"]
+actual = dict(zip(names, (int(x) for x in sys.argv[3].split(","))))
+print(json.dumps({"events": seeded["events"], "accounts": seeded["accounts"], "seed_secs": seeded["secs"],
+                  "secs": float(sys.argv[2]), "expected": seeded["expected"], "actual": actual}))
+PY
+    else
+        log "seeded: replay failed (see $dir/replay.log)"
+    fi
+    psql -X -q "$admin_url" -c "DROP DATABASE IF EXISTS $db" -c "DROP DATABASE IF EXISTS ${db}_replay" \
+        >>"$dir/psql.log" 2>&1 || true
+}
+
 kafka_up() { scripts/services.sh status >/dev/null 2>&1; }
 run_kafka=0
 case $kafka_mode in
@@ -189,6 +236,7 @@ case $kafka_mode in
 esac
 if [[ $run_kafka == 1 && ${BENCH_SIM:-1} != 0 ]]; then
     split_run || log "split deployment run failed; see $results/split"
+    seeded_replay || log "seeded replay failed; see $results/seeded"
 elif [[ ${BENCH_SIM:-1} != 0 ]]; then
     log "Kafka + Postgres not running (make services; or BENCH_KAFKA=1): split deployment not measured"
 fi
