@@ -23,7 +23,20 @@ pub enum ProjectorError {
     /// The event log failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A batch does not continue where the partition's stored position is (a replay lost events).
+    #[error("partition {partition}: batch starts at offset {first}, but the next event to apply is at {next}")]
+    Gap {
+        /// The partition.
+        partition: i32,
+        /// The batch's first offset.
+        first: i64,
+        /// The stored position.
+        next: i64,
+    },
 }
+
+/// Attempts at one batch before a parallel replay gives up.
+const REPLAY_ATTEMPTS: u32 = 5;
 
 impl From<sea_orm::DbErr> for ProjectorError {
     fn from(e: sea_orm::DbErr) -> Self {
@@ -134,6 +147,96 @@ impl Projector {
             }
         }
         applied
+    }
+
+    /// Applies a bounded source (a replay) with the partitions spread over `workers` tasks, each
+    /// with its own transactions: accounts never span partitions, so partitions are independent,
+    /// and one at a time left the database idle for every round trip. A partition's batches stay
+    /// in order on one worker. Stops at the first batch that fails [`REPLAY_ATTEMPTS`] times;
+    /// calls `progress(n)` after each batch of `n` records; returns how many records were applied.
+    pub async fn replay(
+        &self,
+        source: &mut dyn BatchSource,
+        workers: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Result<u64, ProjectorError> {
+        let workers = workers.max(1);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Result<usize, ProjectorError>>();
+        let mut queues = Vec::with_capacity(workers);
+        let mut tasks = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            // Two batches queued per worker: reading stays ahead without holding the whole topic.
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<roster_eventlog::Batch>(2);
+            let (this, done) = (self.clone(), done_tx.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    let result = this.apply_retrying(&batch).await;
+                    let failed = result.is_err();
+                    if done.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            }));
+            queues.push(tx);
+        }
+        drop(done_tx);
+        let mut applied = 0u64;
+        let mut account = |r: Result<usize, ProjectorError>| -> Result<(), ProjectorError> {
+            let n = r?;
+            applied += n as u64;
+            progress(n);
+            Ok(())
+        };
+        let max_batch = self.config.max_batch;
+        let read = async move {
+            while let Some(batch) = source.next_batch(max_batch).await? {
+                let worker = batch.partition.rem_euclid(workers as i32) as usize;
+                // A closed queue means its worker stopped on an error, which `done_rx` reports.
+                if queues[worker].send(batch).await.is_err() {
+                    break;
+                }
+            }
+            // The workers finish what is queued, then stop.
+            drop(queues);
+            Ok::<(), ProjectorError>(())
+        };
+        tokio::pin!(read);
+        let mut reading = true;
+        while reading {
+            tokio::select! {
+                r = &mut read => { r?; reading = false; }
+                Some(r) = done_rx.recv() => account(r)?,
+            }
+        }
+        while let Some(r) = done_rx.recv().await {
+            account(r)?;
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(applied)
+    }
+
+    /// [`Projector::apply_batch`] with a few attempts, for a replay that has no one to retry it.
+    async fn apply_retrying(&self, batch: &roster_eventlog::Batch) -> Result<usize, ProjectorError> {
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.apply_batch(batch.partition, &batch.records).await {
+                Ok(BatchResult { done: BatchDone::Applied { .. }, .. }) => return Ok(batch.records.len()),
+                Ok(BatchResult { done: BatchDone::Rewind { to }, .. }) => {
+                    let first = batch.records.first().map_or(to, |r| r.position.offset);
+                    return Err(ProjectorError::Gap { partition: batch.partition, first, next: to });
+                }
+                Err(e) if attempt < REPLAY_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, partition = batch.partition, "replay batch failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Applies records of one partition in one transaction, fenced by the stored position: records

@@ -34,6 +34,10 @@ pub struct ReplayArgs {
     /// Events applied per transaction.
     #[arg(long, default_value_t = 5000)]
     pub batch: usize,
+    /// Kafka partitions applied at once, each on its own connection (Postgres only: SQLite has one
+    /// writer). 0 = 4 on Postgres, 1 on SQLite.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
 }
 
 /// Everything the projector derives from the log. License holds are not among them: the licensing
@@ -91,9 +95,20 @@ pub async fn run(args: ReplayArgs) -> Result<()> {
             // The live projector's consumer name, so a projector started on the rebuilt database
             // continues from the replayed positions.
             let consumer = format!("kafka:{}", k.topic);
-            let read = project(&target, &mut source, consumer, args.batch, total, bar_style).await;
-            if read < total {
-                bail!("replay stopped at {read} of {total} events; see the log for the error");
+            let workers = match (args.workers, target.get_database_backend()) {
+                (0, sea_orm::DbBackend::Postgres) => 4,
+                (0, _) => 1,
+                (n, _) => n,
+            };
+            let projector =
+                Projector::new(target.clone(), None, ProjectorConfig { consumer, max_batch: args.batch.max(1) });
+            let bar = ProgressBar::new(total.max(0) as u64);
+            bar.set_style(bar_style);
+            let applied = projector.replay(&mut source, workers, |n| bar.inc(n as u64)).await;
+            bar.finish();
+            let applied = applied.context("replay failed")?;
+            if (applied as i64) < total {
+                bail!("replay stopped at {applied} of {total} events");
             }
             total
         }
