@@ -11,7 +11,9 @@ use roster_store::licensing;
 use roster_store::write::{self, GroupRow, UserRow, fold};
 use sea_orm::ConnectionTrait;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::cache::RowCache;
 
 type Decision = Result<Outcome, ScimError>;
 
@@ -52,23 +54,11 @@ pub struct ApplyContext {
     creates: Option<CreateRun>,
     /// The run of `license.changed` events being applied, if prefetched.
     licenses: Option<LicenseRun>,
-    /// The batch's user rows, when the batch prefetched them; without, each event writes at once.
-    users: Option<UserCache>,
-}
-
-/// The user rows of a batch's `user.patched`, `user.replaced` and `user.deleted` events (most of
-/// Entra's incremental cycles): loaded with one query per account before the batch applies,
-/// changed in memory, and written back with multi-row updates, instead of a lookup and an update
-/// per event. Exact because whatever reads users' attributes from the database outside it (a
-/// userName check, a run of creates or of license changes, the seat guard) runs after the changed
-/// rows are written back ([`ApplyContext::write_users`]), and whatever writes user rows outside
-/// it (creates, license changes) drops those rows from it.
-#[derive(Debug, Default)]
-struct UserCache {
-    /// (account, id) → the row as of the events applied so far (`None`: no such user).
-    rows: HashMap<(String, String), Option<UserRow>>,
-    /// Rows changed since they were last written back.
-    dirty: BTreeSet<(String, String)>,
+    /// The batch's user rows, when the batch prefetched them (see [`crate::cache`]); without,
+    /// each event reads and writes at once.
+    users: Option<RowCache<UserRow>>,
+    /// The batch's group rows, likewise.
+    groups: Option<RowCache<GroupRow>>,
 }
 
 /// A user as a license change sees it: (active, license).
@@ -238,29 +228,45 @@ impl ApplyContext {
         Ok(())
     }
 
-    /// Turns on the user cache for a batch (see [`UserCache`]): loads the users its user events are about.
-    pub async fn prefetch_users<C: ConnectionTrait>(&mut self, c: &C, batch: &[&Record]) -> Result<(), StoreError> {
-        let mut per_account: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    /// Turns on the row caches for a batch (see [`crate::cache`]): loads the users and groups
+    /// its PATCH, PUT and DELETE events are about, with one query per account and table.
+    pub async fn prefetch<C: ConnectionTrait>(&mut self, c: &C, batch: &[&Record]) -> Result<(), StoreError> {
+        let mut users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for env in batch.iter().filter_map(|r| r.envelope.as_ref().ok()) {
-            if matches!(
-                env.payload,
-                Payload::UserPatched { .. } | Payload::UserReplaced { .. } | Payload::UserDeleted { .. }
-            ) {
-                per_account.entry(env.account_id.as_str()).or_default().push(env.resource_id.as_str());
-            }
+            let ids = match env.payload {
+                Payload::UserPatched { .. } | Payload::UserReplaced { .. } | Payload::UserDeleted { .. } => &mut users,
+                Payload::GroupPatched { .. } | Payload::GroupReplaced { .. } | Payload::GroupDeleted { .. } => {
+                    &mut groups
+                }
+                _ => continue,
+            };
+            ids.entry(env.account_id.as_str()).or_default().push(env.resource_id.as_str());
         }
-        let mut cache = UserCache::default();
-        for (account, mut ids) in per_account {
+        let mut user_cache = RowCache::default();
+        for (account, mut ids) in users {
             ids.sort_unstable();
             ids.dedup();
             for id in &ids {
-                cache.rows.insert((account.to_string(), (*id).to_string()), None);
+                user_cache.remember(account, id, None);
             }
             for row in write::find_users(c, account, &ids).await? {
-                cache.rows.insert((account.to_string(), row.id.clone()), Some(row));
+                user_cache.remember(account, &row.id.clone(), Some(row));
             }
         }
-        self.users = Some(cache);
+        let mut group_cache = RowCache::default();
+        for (account, mut ids) in groups {
+            ids.sort_unstable();
+            ids.dedup();
+            for id in &ids {
+                group_cache.remember(account, id, None);
+            }
+            for row in write::find_groups(c, account, &ids).await? {
+                group_cache.remember(account, &row.id.clone(), Some(row));
+            }
+        }
+        self.users = Some(user_cache);
+        self.groups = Some(group_cache);
         Ok(())
     }
 
@@ -271,13 +277,12 @@ impl ApplyContext {
         account: &str,
         id: &str,
     ) -> Result<Option<UserRow>, StoreError> {
-        let key = (account.to_string(), id.to_string());
-        if let Some(row) = self.users.as_ref().and_then(|cache| cache.rows.get(&key)) {
-            return Ok(row.clone());
+        if let Some(row) = self.users.as_ref().and_then(|cache| cache.get(account, id)) {
+            return Ok(row);
         }
         let row = write::find_user(c, account, id).await?;
         if let Some(cache) = self.users.as_mut() {
-            cache.rows.insert(key, row.clone());
+            cache.remember(account, id, row.clone());
         }
         Ok(row)
     }
@@ -286,26 +291,52 @@ impl ApplyContext {
     async fn put_user<C: ConnectionTrait>(&mut self, c: &C, account: &str, row: UserRow) -> Result<(), StoreError> {
         match self.users.as_mut() {
             Some(cache) => {
-                let key = (account.to_string(), row.id.clone());
-                cache.rows.insert(key.clone(), Some(row));
-                cache.dirty.insert(key);
+                cache.put(account, &row.id.clone(), row);
                 Ok(())
             }
             None => write::update_user(c, account, &row).await,
         }
     }
 
-    /// Records that a user row was deleted, or written outside the cache (the cache holds no
-    /// unwritten change of it: it is written back before anything else writes users).
+    /// A user row was deleted, or written outside the cache.
     fn user_changed_elsewhere(&mut self, account: &str, id: &str, deleted: bool) {
         if let Some(cache) = self.users.as_mut() {
-            let key = (account.to_string(), id.to_string());
-            cache.dirty.remove(&key);
-            if deleted {
-                cache.rows.insert(key, None);
-            } else {
-                cache.rows.remove(&key);
+            cache.changed_elsewhere(account, id, deleted);
+        }
+    }
+
+    /// A group as the events applied so far left it.
+    async fn group<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<GroupRow>, StoreError> {
+        if let Some(row) = self.groups.as_ref().and_then(|cache| cache.get(account, id)) {
+            return Ok(row);
+        }
+        let row = write::find_group(c, account, id).await?;
+        if let Some(cache) = self.groups.as_mut() {
+            cache.remember(account, id, row.clone());
+        }
+        Ok(row)
+    }
+
+    /// Stores a changed group: in the cache when there is one, otherwise at once.
+    async fn put_group<C: ConnectionTrait>(&mut self, c: &C, account: &str, row: GroupRow) -> Result<(), StoreError> {
+        match self.groups.as_mut() {
+            Some(cache) => {
+                cache.put(account, &row.id.clone(), row);
+                Ok(())
             }
+            None => write::update_group(c, account, &row).await,
+        }
+    }
+
+    /// A group row was deleted, or written outside the cache.
+    fn group_changed_elsewhere(&mut self, account: &str, id: &str, deleted: bool) {
+        if let Some(cache) = self.groups.as_mut() {
+            cache.changed_elsewhere(account, id, deleted);
         }
     }
 
@@ -313,16 +344,21 @@ impl ApplyContext {
     /// database, and at the end of the batch.
     pub async fn write_users<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
         let Some(cache) = self.users.as_mut() else { return Ok(()) };
-        let mut per_account: BTreeMap<&str, Vec<&UserRow>> = BTreeMap::new();
-        for key in &cache.dirty {
-            if let Some(Some(row)) = cache.rows.get(key) {
-                per_account.entry(key.0.as_str()).or_default().push(row);
-            }
+        for (account, rows) in cache.take_dirty() {
+            let rows: Vec<&UserRow> = rows.iter().collect();
+            write::update_users(c, &account, &rows).await?;
         }
-        for (account, rows) in per_account {
-            write::update_users(c, account, &rows).await?;
+        Ok(())
+    }
+
+    /// Writes back the changed group rows: before a group name check reads the database, and at
+    /// the end of the batch.
+    pub async fn write_groups<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
+        let Some(cache) = self.groups.as_mut() else { return Ok(()) };
+        for (account, rows) in cache.take_dirty() {
+            let rows: Vec<&GroupRow> = rows.iter().collect();
+            write::update_groups(c, &account, &rows).await?;
         }
-        cache.dirty.clear();
         Ok(())
     }
 
@@ -677,9 +713,11 @@ async fn group_created<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
-    if write::find_group(c, account, &env.resource_id).await?.is_some() {
+    if ctx.group(c, account, &env.resource_id).await?.is_some() {
         return Ok(Err(ScimError::uniqueness(format!("a group with id {:?} already exists", env.resource_id))));
     }
+    // The name check reads the database: renames held in the cache must be there first.
+    ctx.write_groups(c).await?;
     if let Err(e) = ensure_group_name_free(c, account, &group_name_of(attrs), "").await? {
         return Ok(Err(e));
     }
@@ -689,6 +727,7 @@ async fn group_created<C: ConnectionTrait>(
     };
     let row = GroupRow::from_attributes(env.resource_id.clone(), attrs.clone(), env.time.clone(), env.time.clone(), 1);
     write::insert_group(c, account, &row).await?;
+    ctx.group_changed_elsewhere(account, &row.id, false);
     write::add_members(c, account, &row.id, &resolved).await?;
     ctx.touch(account, resolved.into_iter().filter(|(_, k)| *k == "User").map(|(id, _)| id));
     Ok(ok(201, Some(1)))
@@ -703,12 +742,13 @@ async fn group_replaced<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
-    let Some(current) = write::find_group(c, account, &env.resource_id).await? else {
+    let Some(current) = ctx.group(c, account, &env.resource_id).await? else {
         return Ok(Err(not_found("Group", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
     }
+    ctx.write_groups(c).await?;
     if let Err(e) = ensure_group_name_free(c, account, &group_name_of(attrs), &current.id).await? {
         return Ok(Err(e));
     }
@@ -723,9 +763,9 @@ async fn group_replaced<C: ConnectionTrait>(
         ctx.touch(account, before);
         ctx.touch(account, resolved.iter().filter(|(_, k)| *k == "User").map(|(id, _)| id.clone()));
     }
-    write::update_group(c, account, &row).await?;
     write::remove_all_members(c, account, &row.id).await?;
     write::add_members(c, account, &row.id, &resolved).await?;
+    ctx.put_group(c, account, row).await?;
     Ok(ok(200, Some(version)))
 }
 
@@ -744,7 +784,7 @@ async fn group_patched<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
-    let Some(current) = write::find_group(c, account, &env.resource_id).await? else {
+    let Some(current) = ctx.group(c, account, &env.resource_id).await? else {
         return Ok(Err(not_found("Group", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
@@ -757,10 +797,11 @@ async fn group_patched<C: ConnectionTrait>(
         Ok(ops) => ops,
         Err(e) => return Ok(Err(e)),
     };
-    if group_name_of(&attrs) != current.display_name
-        && let Err(e) = ensure_group_name_free(c, account, &group_name_of(&attrs), &current.id).await?
-    {
-        return Ok(Err(e));
+    if group_name_of(&attrs) != current.display_name {
+        ctx.write_groups(c).await?;
+        if let Err(e) = ensure_group_name_free(c, account, &group_name_of(&attrs), &current.id).await? {
+            return Ok(Err(e));
+        }
     }
     // Decide everything before writing anything: a request naming an unknown member changes nothing.
     let added: Vec<String> = ops
@@ -827,7 +868,7 @@ async fn group_patched<C: ConnectionTrait>(
     }
     let version = current.version + 1;
     let row = GroupRow::from_attributes(current.id.clone(), attrs, current.created, env.time.clone(), version);
-    write::update_group(c, account, &row).await?;
+    ctx.put_group(c, account, row).await?;
     Ok(ok(204, Some(version)))
 }
 
@@ -856,7 +897,7 @@ async fn group_deleted<C: ConnectionTrait>(
     if_match: Option<u64>,
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
-    let Some(current) = write::find_group(c, &env.account_id, &env.resource_id).await? else {
+    let Some(current) = ctx.group(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("Group", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
@@ -867,6 +908,7 @@ async fn group_deleted<C: ConnectionTrait>(
         ctx.touch(&env.account_id, before);
     }
     write::delete_group(c, &env.account_id, &env.resource_id).await?;
+    ctx.group_changed_elsewhere(&env.account_id, &env.resource_id, true);
     Ok(ok(204, None))
 }
 

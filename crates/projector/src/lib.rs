@@ -7,6 +7,7 @@
 //! outcomes and the consumer position commit in one transaction: a crash repeats nothing and
 //! loses nothing.
 
+mod cache;
 mod decide;
 mod hub;
 mod runner;

@@ -300,7 +300,7 @@ impl Projector {
         let mut marks: std::collections::BTreeMap<&str, std::collections::HashMap<String, i64>> =
             std::collections::BTreeMap::new();
         let live: Vec<&Record> = records.iter().filter(|r| r.position.offset >= stored).collect();
-        ctx.prefetch_users(txn, &live).await?;
+        ctx.prefetch(txn, &live).await?;
         for (i, record) in live.iter().enumerate() {
             let env = match &record.envelope {
                 Ok(env) => env,
@@ -348,6 +348,7 @@ impl Projector {
         }
         ctx.flush(txn).await?;
         ctx.write_users(txn).await?;
+        ctx.write_groups(txn).await?;
         outcomes::insert_many(txn, &decisions).await?;
         for (account, n) in changed {
             roster_store::licensing::bump_seq(txn, account, n).await?;

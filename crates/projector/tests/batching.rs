@@ -1,5 +1,5 @@
 //! The projector applies a run of `user.created` events with one lookup and one multi-row insert,
-//! a batch's user changes against one lookup with the rows written back together,
+//! a batch's user and group changes against one lookup with the rows written back together,
 //! and a run of `license.changed` events with one lookup and one multi-row update; whatever the
 //! batch boundaries, every decision and the resulting users equal applying the same events one by
 //! one with a query per check.
@@ -18,6 +18,10 @@ use uuid::Uuid;
 const IDS: [&str; 4] = ["u1", "u2", "u3", "u4"];
 const NAMES: [&str; 4] = ["ann@x", "ANN@x", "bob@x", "cy@x"];
 const ACCOUNTS: [&str; 2] = ["acc-a", "acc-b"];
+
+/// Groups and their names (two differing only in case).
+const GIDS: [&str; 3] = ["g1", "g2", "g3"];
+const GROUP_NAMES: [&str; 4] = ["devs", "DEVS", "ops", "qa"];
 
 /// Licenses a change may name: `None` (no license), a limited one, an unlimited one, an undefined one.
 const LICENSES: [Option<&str>; 4] = [None, Some("developer"), Some("read_only"), Some("nonexistent")];
@@ -59,6 +63,38 @@ enum Op {
         from: usize,
         to: usize,
     },
+    GroupCreate {
+        account: usize,
+        group: usize,
+        name: usize,
+    },
+    /// A rename, with `If-Match: W/"n"` when `if_match` is 1 to 3 (0 sends none).
+    GroupRename {
+        account: usize,
+        group: usize,
+        name: usize,
+        if_match: u64,
+    },
+    GroupAdd {
+        account: usize,
+        group: usize,
+        user: usize,
+    },
+    GroupRemove {
+        account: usize,
+        group: usize,
+        user: usize,
+    },
+    GroupPut {
+        account: usize,
+        group: usize,
+        name: usize,
+        user: usize,
+    },
+    GroupDelete {
+        account: usize,
+        group: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -71,10 +107,56 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(account, id, display, if_match)| Op::Touch { account, id, display, if_match }),
         1 => (0..2usize, 0..3u64).prop_map(|(account, developer_seats)| Op::Policy { account, developer_seats }),
         8 => (0..2usize, 0..4usize, 0..3usize, 0..4usize).prop_map(|(account, id, from, to)| Op::License { account, id, from, to }),
+        3 => (0..2usize, 0..3usize, 0..4usize).prop_map(|(account, group, name)| Op::GroupCreate { account, group, name }),
+        3 => (0..2usize, 0..3usize, 0..4usize, 0..4u64)
+            .prop_map(|(account, group, name, if_match)| Op::GroupRename { account, group, name, if_match }),
+        4 => (0..2usize, 0..3usize, 0..4usize).prop_map(|(account, group, user)| Op::GroupAdd { account, group, user }),
+        2 => (0..2usize, 0..3usize, 0..4usize).prop_map(|(account, group, user)| Op::GroupRemove { account, group, user }),
+        1 => (0..2usize, 0..3usize, 0..4usize, 0..4usize)
+            .prop_map(|(account, group, name, user)| Op::GroupPut { account, group, name, user }),
+        1 => (0..2usize, 0..3usize).prop_map(|(account, group)| Op::GroupDelete { account, group }),
     ]
 }
 
+fn group_patch(operations: serde_json::Value) -> serde_json::Value {
+    json!({"schemas": [PATCH_OP_SCHEMA], "Operations": operations})
+}
+
+/// The group events: (account, group, payload).
+fn group_event(op: &Op) -> Option<(usize, usize, Payload)> {
+    let attrs = |name: usize| match json!({"displayName": GROUP_NAMES[name]}) {
+        serde_json::Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    Some(match *op {
+        Op::GroupCreate { account, group, name } => {
+            (account, group, Payload::GroupCreated { attributes: attrs(name), members: Vec::new() })
+        }
+        Op::GroupRename { account, group, name, if_match } => {
+            let patch = group_patch(json!([{"op": "replace", "path": "displayName", "value": GROUP_NAMES[name]}]));
+            (account, group, Payload::GroupPatched { patch, if_match: (if_match > 0).then_some(if_match) })
+        }
+        Op::GroupAdd { account, group, user } => {
+            let patch = group_patch(json!([{"op": "add", "path": "members", "value": [{"value": IDS[user]}]}]));
+            (account, group, Payload::GroupPatched { patch, if_match: None })
+        }
+        Op::GroupRemove { account, group, user } => {
+            let patch = group_patch(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", IDS[user])}]));
+            (account, group, Payload::GroupPatched { patch, if_match: None })
+        }
+        Op::GroupPut { account, group, name, user } => {
+            let members = vec![roster_events::Member { value: IDS[user].into() }];
+            (account, group, Payload::GroupReplaced { attributes: attrs(name), members, if_match: None })
+        }
+        Op::GroupDelete { account, group } => (account, group, Payload::GroupDeleted { if_match: None }),
+        _ => return None,
+    })
+}
+
 fn envelope(op: &Op) -> Envelope {
+    if let Some((account, group, payload)) = group_event(op) {
+        return event(account, ResourceType::Group, GIDS[group], payload);
+    }
     let (account, id, payload) = match op {
         Op::Create { account, id, name } => {
             let mut attributes = Map::new();
@@ -112,13 +194,18 @@ fn envelope(op: &Op) -> Envelope {
             };
             (*account, *id, payload)
         }
+        _ => unreachable!("group events are built above"),
     };
+    event(account, ResourceType::User, IDS[id], payload)
+}
+
+fn event(account: usize, resource_type: ResourceType, id: &str, payload: Payload) -> Envelope {
     Envelope {
         v: ENVELOPE_VERSION,
         event_id: Uuid::now_v7(),
         account_id: ACCOUNTS[account].into(),
-        resource_type: ResourceType::User,
-        resource_id: IDS[id].into(),
+        resource_type,
+        resource_id: id.into(),
         time: "2026-11-29T00:00:00.000Z".into(),
         request_id: None,
         trace_context: None,
@@ -129,6 +216,28 @@ fn envelope(op: &Op) -> Envelope {
 
 /// A user as the comparison sees it: account, id, userName, version, active, license and displayName.
 type UserState = (String, String, String, i64, bool, Option<String>, Option<String>);
+
+/// A group as the comparison sees it: account, id, displayName, version and member ids.
+type GroupState = (String, String, String, i64, Vec<String>);
+
+/// Every group of both accounts.
+async fn groups(db: &Db) -> Vec<GroupState> {
+    let mut out = Vec::new();
+    for account in ACCOUNTS {
+        for id in GIDS {
+            if let Ok(Some(g)) = roster_store::read::get_group(db, account, id).await {
+                let members = roster_store::read::group_members(db, account, id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .into_iter()
+                    .map(|m| m.value)
+                    .collect();
+                out.push((account.to_string(), g.id, g.display_name, g.version, members));
+            }
+        }
+    }
+    out
+}
 
 /// Every user of both accounts.
 async fn users(db: &Db) -> Vec<UserState> {
@@ -147,7 +256,10 @@ fn summary(o: &Outcome) -> (u16, Option<String>) {
     (o.status, o.error.as_ref().and_then(|e| e.scim_type.clone()))
 }
 
-async fn batched(events: &[Envelope], cuts: &[usize]) -> (Vec<(u16, Option<String>)>, Vec<UserState>) {
+/// Outcomes (status, scimType) in log order, then the users and groups left behind.
+type Applied = (Vec<(u16, Option<String>)>, Vec<UserState>, Vec<GroupState>);
+
+async fn batched(events: &[Envelope], cuts: &[usize]) -> Applied {
     let (db, _) = testing::fresh_sqlite("batched").await.unwrap_or_else(|e| panic!("{e}"));
     let projector = Projector::new(db.clone(), None, ProjectorConfig::default());
     let records: Vec<Record> = events
@@ -164,10 +276,10 @@ async fn batched(events: &[Envelope], cuts: &[usize]) -> (Vec<(u16, Option<Strin
         let result = projector.apply_batch(0, &records[w[0]..w[1]]).await.unwrap_or_else(|e| panic!("{e}"));
         outcomes.extend(result.outcomes.iter().map(|(_, o)| summary(o)));
     }
-    (outcomes, users(&db).await)
+    (outcomes, users(&db).await, groups(&db).await)
 }
 
-async fn one_by_one(events: &[Envelope]) -> (Vec<(u16, Option<String>)>, Vec<UserState>) {
+async fn one_by_one(events: &[Envelope]) -> Applied {
     let (db, _) = testing::fresh_sqlite("one-by-one").await.unwrap_or_else(|e| panic!("{e}"));
     let mut outcomes = Vec::new();
     for env in events {
@@ -177,23 +289,24 @@ async fn one_by_one(events: &[Envelope]) -> (Vec<(u16, Option<String>)>, Vec<Use
         txn.commit().await.unwrap_or_else(|e| panic!("{e}"));
         outcomes.push(summary(&o));
     }
-    (outcomes, users(&db).await)
+    (outcomes, users(&db).await, groups(&db).await)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn runs_of_creates_license_changes_and_cached_user_changes_decide_exactly_as_one_event_at_a_time(
+    fn runs_of_creates_license_changes_and_cached_user_and_group_changes_decide_exactly_as_one_event_at_a_time(
         ops in proptest::collection::vec(op(), 1..60),
         cuts in proptest::collection::vec(0usize..64, 0..4),
     ) {
         let events: Vec<Envelope> = ops.iter().map(envelope).collect();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-        let (batched_outcomes, batched_users) = rt.block_on(batched(&events, &cuts));
-        let (single_outcomes, single_users) = rt.block_on(one_by_one(&events));
+        let (batched_outcomes, batched_users, batched_groups) = rt.block_on(batched(&events, &cuts));
+        let (single_outcomes, single_users, single_groups) = rt.block_on(one_by_one(&events));
         prop_assert_eq!(batched_outcomes, single_outcomes);
         prop_assert_eq!(batched_users, single_users);
+        prop_assert_eq!(batched_groups, single_groups);
     }
 }
 
@@ -208,7 +321,7 @@ async fn a_batch_of_creates_rejects_a_user_name_taken_earlier_in_the_batch_in_an
     .iter()
     .map(envelope)
     .collect();
-    let (outcomes, users) = batched(&events, &[]).await;
+    let (outcomes, users, _) = batched(&events, &[]).await;
     let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
     assert_eq!(statuses, vec![201, 409, 201, 409], "{outcomes:?}");
     assert_eq!(users.len(), 2, "{users:?}");
@@ -224,7 +337,7 @@ async fn a_run_of_license_changes_never_grants_more_seats_than_the_limit() {
     ops.push(Op::License { account: 0, id: 0, from: 1, to: 0 });
     ops.push(Op::License { account: 0, id: 3, from: 0, to: 1 });
     let events: Vec<Envelope> = ops.iter().map(envelope).collect();
-    let (outcomes, users) = batched(&events, &[]).await;
+    let (outcomes, users, _) = batched(&events, &[]).await;
     let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
     assert_eq!(statuses, vec![200, 201, 201, 201, 200, 200, 409, 200, 200], "{outcomes:?}");
     let developers: Vec<&str> =
@@ -247,10 +360,35 @@ async fn a_user_name_freed_by_a_rename_earlier_in_the_batch_can_be_taken() {
     .iter()
     .map(envelope)
     .collect();
-    let (outcomes, users) = batched(&events, &[]).await;
+    let (outcomes, users, _) = batched(&events, &[]).await;
     let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
     assert_eq!(statuses, vec![201, 201, 200, 200, 409], "{outcomes:?}");
     let names: Vec<&str> = users.iter().map(|u| u.2.as_str()).collect();
     assert_eq!(names, vec!["cy@x", "ANN@x"], "{users:?}");
-    assert_eq!(one_by_one(&events).await, (outcomes, users));
+    let single = one_by_one(&events).await;
+    assert_eq!((single.0, single.1), (outcomes, users));
+}
+
+#[tokio::test]
+async fn a_group_name_freed_by_a_rename_earlier_in_the_batch_can_be_taken() {
+    let events: Vec<Envelope> = [
+        Op::GroupCreate { account: 0, group: 0, name: 0 },
+        Op::GroupCreate { account: 0, group: 1, name: 2 },
+        // g1 leaves "devs" for "qa"; the rename waits in the batch's group cache.
+        Op::GroupRename { account: 0, group: 0, name: 3, if_match: 0 },
+        // g2 takes "DEVS": free, although the database still says g1 holds it until written back.
+        Op::GroupRename { account: 0, group: 1, name: 1, if_match: 0 },
+        // And g1 takes "ops", which g2 has left; a new group cannot take "devs" from g2.
+        Op::GroupRename { account: 0, group: 0, name: 2, if_match: 0 },
+        Op::GroupCreate { account: 0, group: 2, name: 0 },
+    ]
+    .iter()
+    .map(envelope)
+    .collect();
+    let (outcomes, users, groups) = batched(&events, &[]).await;
+    let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
+    assert_eq!(statuses, vec![201, 201, 204, 204, 204, 409], "{outcomes:?}");
+    let names: Vec<&str> = groups.iter().map(|g| g.2.as_str()).collect();
+    assert_eq!(names, vec!["ops", "DEVS"], "{groups:?}");
+    assert_eq!(one_by_one(&events).await, (outcomes, users, groups));
 }

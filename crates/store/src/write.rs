@@ -368,6 +368,21 @@ pub async fn find_group<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> R
     row.as_ref().map(group_from_row).transpose()
 }
 
+/// The groups of the account among `ids` (one query per 500 ids); absent ids have no row.
+pub async fn find_groups<C: ConnectionTrait>(c: &C, account: &str, ids: &[&str]) -> Result<Vec<GroupRow>, StoreError> {
+    let b = c.get_database_backend();
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let marks = placeholders(chunk.len());
+        let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
+        let sql = format!("SELECT {GROUP_COLUMNS} FROM scim_groups WHERE account_id = ? AND id IN ({marks})");
+        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
+            out.push(group_from_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The id of the group holding this (case-folded) displayName, if any.
 pub async fn group_id_by_name<C: ConnectionTrait>(
     c: &C,
@@ -425,6 +440,41 @@ pub async fn update_group<C: ConnectionTrait>(c: &C, account: &str, g: &GroupRow
         ],
     ))
     .await?;
+    Ok(())
+}
+
+/// Rows per multi-row group update: 7 parameters each.
+const GROUP_ROWS_PER_UPDATE: usize = 300;
+
+/// [`update_group`] for many groups of one account, many rows per statement. Each group at most once.
+pub async fn update_groups<C: ConnectionTrait>(c: &C, account: &str, rows: &[&GroupRow]) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    for chunk in rows.chunks(GROUP_ROWS_PER_UPDATE) {
+        let tuples = value_rows(chunk.len(), 7);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7 + 1);
+        for g in chunk {
+            values.extend([
+                g.id.clone().into(),
+                g.display_name.clone().into(),
+                fold(&g.display_name).into(),
+                g.external_id.clone().into(),
+                g.last_modified.clone().into(),
+                g.version.into(),
+                json_text(&g.resource).into(),
+            ]);
+        }
+        values.push(account.into());
+        c.execute_raw(stmt(
+            b,
+            &format!(
+                "UPDATE scim_groups SET display_name = v.column2, display_name_lower = v.column3, \
+                 external_id = v.column4, last_modified = v.column5, version = v.column6, resource = v.column7 \
+                 FROM (VALUES {tuples}) AS v WHERE scim_groups.account_id = ? AND scim_groups.id = v.column1"
+            ),
+            values,
+        ))
+        .await?;
+    }
     Ok(())
 }
 
