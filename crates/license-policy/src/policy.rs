@@ -229,6 +229,13 @@ impl Policy {
         !self.license_types.is_empty()
     }
 
+    /// Whether a rule names a group of this `displayName` (case-insensitively, as evaluation
+    /// matches): renaming or deleting any other group cannot change anyone's license.
+    pub fn names_group(&self, display_name: &str) -> bool {
+        let lower = display_name.to_lowercase();
+        self.rules.iter().any(|r| r.group.to_lowercase() == lower)
+    }
+
     /// The license type with exactly this name, if the policy defines it.
     pub fn license(&self, name: &str) -> Option<&LicenseType> {
         self.license_types.iter().find(|t| t.name == name)

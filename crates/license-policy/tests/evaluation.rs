@@ -234,3 +234,19 @@ fn eligibility_serialises_for_the_admin_api() -> Result<(), Box<dyn std::error::
     assert_eq!(serde_json::from_value::<Eligibility>(v)?, pinned);
     Ok(())
 }
+
+#[test]
+fn a_policy_names_the_groups_of_its_rules_case_insensitively_and_no_others() -> Result<(), PolicyError> {
+    let p = policy(None)?;
+    assert!(p.names_group("dbt-developers"));
+    assert!(p.names_group("DBT-Developers"));
+    assert!(p.names_group("analysts"));
+    assert!(!p.names_group("dbt-developers-old"));
+    assert!(!p.names_group(""));
+    // Exactly the groups evaluation matches: a member of a group the policy does not name gains nothing.
+    for g in ["marketing", "dbt-developers-old"] {
+        assert!(!p.names_group(g));
+        assert_eq!(eligible(&p, &groups(&[g]), true, None).wanted().0, None);
+    }
+    Ok(())
+}

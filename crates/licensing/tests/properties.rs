@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 
 const USERS: usize = 12;
 const GROUPS: usize = 3;
-const NAMES: [&str; 4] = ["devs", "analysts", "ops", "DEVS"];
+/// Group names: three that rules name (one in another case) and one that none does.
+const NAMES: [&str; 5] = ["devs", "analysts", "ops", "DEVS", "marketing"];
 const LICENSES: [&str; 3] = ["developer", "analyst", "read_only"];
 
 #[derive(Debug, Clone)]

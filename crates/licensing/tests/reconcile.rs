@@ -372,3 +372,80 @@ async fn a_membership_change_re_evaluates_only_the_affected_users() {
     assert_eq!(snap.holdings().get("u200").map(String::as_str), Some("developer"), "the waiting user got the seat");
     rig.assert_converged(100).await;
 }
+
+#[tokio::test]
+async fn renaming_a_group_re_evaluates_its_members_only_when_the_policy_names_the_old_or_new_name() {
+    let (db, _) = roster_db::testing::fresh_sqlite("licensing-rename").await.unwrap();
+    let mut rig = Rig::new(db).await;
+    let users: Vec<String> = (0..10).map(|i| format!("u{i:03}")).collect();
+    let mut events: Vec<Envelope> = users
+        .iter()
+        .map(|u| env(ResourceType::User, u, Payload::UserCreated { attributes: attrs(json!({"userName": u})) }))
+        .collect();
+    for (g, members) in [("g-devs", &users[..4]), ("g-other", &users[4..])] {
+        let name = if g == "g-devs" { "devs" } else { "marketing" };
+        events.push(env(
+            ResourceType::Group,
+            g,
+            Payload::GroupCreated {
+                attributes: attrs(json!({"displayName": name})),
+                members: members.iter().map(|u| Member { value: u.clone() }).collect(),
+            },
+        ));
+    }
+    events.push(env(ResourceType::Account, ACCOUNT, Payload::LicensePolicySet { policy: policy(100) }));
+    rig.append(events).await;
+    rig.drain().await;
+    let mut w = rig.worker();
+    w.round().await.unwrap();
+    rig.drain().await;
+    let rename = |name: &str| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "displayName", "value": name}]})
+    };
+
+    // A group no rule names gets another name no rule names: nobody's license can change.
+    rig.append(vec![env(
+        ResourceType::Group,
+        "g-other",
+        Payload::GroupPatched { patch: rename("sales"), if_match: None },
+    )])
+    .await;
+    rig.drain().await;
+    let seq = licensing::seq(&rig.db, ACCOUNT).await.unwrap();
+    let (r, _) = w.reconcile_marked(ACCOUNT, seq).await.unwrap();
+    assert_eq!(r.map(|r| r.evaluated).unwrap_or(0), 0, "no member marked");
+
+    // "devs" leaves the policy: its four members are evaluated and lose the developer license.
+    rig.append(vec![env(
+        ResourceType::Group,
+        "g-devs",
+        Payload::GroupPatched { patch: rename("former"), if_match: None },
+    )])
+    .await;
+    rig.drain().await;
+    let seq = licensing::seq(&rig.db, ACCOUNT).await.unwrap();
+    let (r, _) = w.reconcile_marked(ACCOUNT, seq).await.unwrap();
+    assert_eq!(r.expect("the rename was marked").evaluated, 4);
+    rig.drain().await;
+
+    // And "sales" becomes "devs": its six members are evaluated and get the license.
+    rig.append(vec![env(
+        ResourceType::Group,
+        "g-other",
+        Payload::GroupPatched { patch: rename("DEVS"), if_match: None },
+    )])
+    .await;
+    rig.drain().await;
+    let seq = licensing::seq(&rig.db, ACCOUNT).await.unwrap();
+    let (r, _) = w.reconcile_marked(ACCOUNT, seq).await.unwrap();
+    assert_eq!(r.expect("the rename was marked").evaluated, 6);
+    rig.drain().await;
+    let snap = licensing::snapshot(&rig.db, ACCOUNT).await.unwrap();
+    let holders: Vec<&str> = users[4..].iter().map(String::as_str).collect();
+    let holdings = snap.holdings();
+    let mut developers: Vec<&str> =
+        holdings.iter().filter(|(_, l)| l.as_str() == "developer").map(|(u, _)| u.as_str()).collect();
+    developers.sort_unstable();
+    assert_eq!(developers, holders);
+}

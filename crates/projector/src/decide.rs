@@ -827,7 +827,12 @@ async fn group_patched<C: ConnectionTrait>(
     if ctx.is_licensed(account) {
         // Exactly the users whose groups change: every member on a rename or a wholesale replacement,
         // otherwise the named ones (an add to a 100,000-member group re-evaluates one user).
-        let renamed = fold(&group_name_of(&attrs)) != fold(&current.display_name);
+        // A rename matters only when the policy names the old or the new name: at 100,000 members
+        // the walk is the price of every rename in a licensed account otherwise.
+        let renamed = fold(&group_name_of(&attrs)) != fold(&current.display_name) && {
+            let policy = ctx.policy(c, account).await?;
+            policy.names_group(&current.display_name) || policy.names_group(&group_name_of(&attrs))
+        };
         let wholesale = ops.iter().any(|op| matches!(op, MemberOp::RemoveAll | MemberOp::Replace(_)));
         if renamed || wholesale {
             let before = user_members(c, account, &current.id).await?;
@@ -903,7 +908,8 @@ async fn group_deleted<C: ConnectionTrait>(
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
     }
-    if ctx.is_licensed(&env.account_id) {
+    // Only a group the policy names can have given its members a license.
+    if ctx.is_licensed(&env.account_id) && ctx.policy(c, &env.account_id).await?.names_group(&current.display_name) {
         let before = user_members(c, &env.account_id, &env.resource_id).await?;
         ctx.touch(&env.account_id, before);
     }
