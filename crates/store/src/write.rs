@@ -501,12 +501,24 @@ pub async fn resource_kinds<C: ConnectionTrait>(
     let b = c.get_database_backend();
     let mut found = HashMap::new();
     for chunk in ids.chunks(IN_CHUNK) {
-        for (table, kind) in [("scim_users", "User"), ("scim_groups", "Group")] {
-            let sql = format!("SELECT id FROM {table} WHERE account_id = ? AND id IN ({})", placeholders(chunk.len()));
-            let mut values: Vec<Value> = vec![account.into()];
+        // One round trip for both tables: a member add resolved its ids with two.
+        let marks = placeholders(chunk.len());
+        let sql = format!(
+            "SELECT id, 'User' FROM scim_users WHERE account_id = ? AND id IN ({marks}) \
+             UNION ALL SELECT id, 'Group' FROM scim_groups WHERE account_id = ? AND id IN ({marks})"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(2 * chunk.len() + 2);
+        for _ in 0..2 {
+            values.push(account.into());
             values.extend(chunk.iter().map(|s| Value::from(s.clone())));
-            for r in c.query_all_raw(stmt(b, &sql, values)).await? {
-                found.insert(r.try_get_by_index::<String>(0)?, kind);
+        }
+        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
+            let kind = if r.try_get_by_index::<String>(1)? == "Group" { "Group" } else { "User" };
+            // An id that names both a user and a group (never, with generated ids) resolves to the
+            // group, as it always has, whatever order the rows arrive in.
+            let id = r.try_get_by_index::<String>(0)?;
+            if kind == "Group" || !found.contains_key(&id) {
+                found.insert(id, kind);
             }
         }
     }
