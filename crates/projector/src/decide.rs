@@ -180,13 +180,10 @@ impl ApplyContext {
             names.push(fold(&user_name_of(attributes)));
         }
         for (account, (ids, names)) in per_account {
-            for id in write::existing_user_ids(c, account, &ids).await? {
-                run.ids.insert((account.to_string(), id));
-            }
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            for (name, _) in write::user_ids_by_names(c, account, &names).await? {
-                run.names.insert((account.to_string(), name));
-            }
+            let (taken_ids, taken_names) = write::taken_ids_and_names(c, account, &ids, &names).await?;
+            run.ids.extend(taken_ids.into_iter().map(|id| (account.to_string(), id)));
+            run.names.extend(taken_names.into_iter().map(|name| (account.to_string(), name)));
         }
         self.creates = Some(run);
         Ok(())

@@ -249,7 +249,7 @@ impl Projector {
         let _timer = roster_telemetry::metrics().batch_duration.start_timer();
         let txn = self.db.begin().await?;
         // Without a stored position, a consumer starts where its source started it.
-        let result = self.apply_in(&txn, partition, records, first.position.offset).await?;
+        let result = self.apply_in(&txn, partition, records, first.position.offset, false).await?;
         match result.done {
             BatchDone::Rewind { .. } => txn.rollback().await?,
             BatchDone::Applied { .. } => txn.commit().await?,
@@ -258,13 +258,16 @@ impl Projector {
     }
 
     /// [`Projector::apply_batch`] inside a transaction the caller commits (or, on `Rewind`, rolls
-    /// back); `initial` is the position stored when the consumer has none yet.
+    /// back); `initial` is the position stored when the consumer has none yet. `fresh`: the
+    /// records were appended in this very transaction, so no copy of them can have been decided
+    /// before (the database log never holds an event twice).
     async fn apply_in(
         &self,
         txn: &DatabaseTransaction,
         partition: i32,
         records: &[Record],
         initial: i64,
+        fresh: bool,
     ) -> Result<BatchResult, ProjectorError> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(BatchResult { done: BatchDone::Rewind { to: 0 }, outcomes: Vec::new() });
@@ -281,13 +284,16 @@ impl Projector {
         let mut decisions = Vec::with_capacity(records.len());
         // Events of this batch already decided (a producer retry can put a second copy of an event
         // in the log): one query for the whole batch, then kept up to date as the batch applies.
-        let ids: Vec<String> = records
-            .iter()
-            .filter(|r| r.position.offset >= stored)
-            .filter_map(|r| r.envelope.as_ref().ok().map(|e| e.event_id.to_string()))
-            .collect();
-        let mut decided: std::collections::HashSet<String> =
-            outcomes::get_many(txn, &ids).await?.into_iter().map(|(id, _)| id).collect();
+        let mut decided: std::collections::HashSet<String> = if fresh {
+            std::collections::HashSet::new()
+        } else {
+            let ids: Vec<String> = records
+                .iter()
+                .filter(|r| r.position.offset >= stored)
+                .filter_map(|r| r.envelope.as_ref().ok().map(|e| e.event_id.to_string()))
+                .collect();
+            outcomes::get_many(txn, &ids).await?.into_iter().map(|(id, _)| id).collect()
+        };
         // Events per account that changed something or marked a user: the licensing worker reconciles an
         // account when its counter moves, and each mark carries the counter value after its event.
         let mut changed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
@@ -382,7 +388,7 @@ impl InlineApply for Projector {
     async fn apply(&self, txn: &DatabaseTransaction, records: &[Record]) -> Result<Option<AfterCommit>, InlineError> {
         let _timer = roster_telemetry::metrics().batch_duration.start_timer();
         // The database log starts at offset 1: a consumer without a position has applied nothing.
-        let result = self.apply_in(txn, 0, records, 1).await?;
+        let result = self.apply_in(txn, 0, records, 1, true).await?;
         match result.done {
             BatchDone::Rewind { .. } => Ok(None),
             BatchDone::Applied { .. } => {

@@ -203,43 +203,42 @@ pub async fn user_id_by_name<C: ConnectionTrait>(
     Ok(row.map(|r| r.try_get_by_index::<String>(0)).transpose()?)
 }
 
-/// Which of `ids` are users of the account (one query per 500 ids).
-pub async fn existing_user_ids<C: ConnectionTrait>(
+/// Which of `ids` are users of the account, and which of the case-folded `names` they hold: the
+/// checks of a run of creates, in one round trip per 250 of each.
+pub async fn taken_ids_and_names<C: ConnectionTrait>(
     c: &C,
     account: &str,
     ids: &[&str],
-) -> Result<Vec<String>, StoreError> {
-    let b = c.get_database_backend();
-    let mut out = Vec::new();
-    for chunk in ids.chunks(IN_CHUNK) {
-        let marks = placeholders(chunk.len());
-        let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
-        let sql = format!("SELECT id FROM scim_users WHERE account_id = ? AND id IN ({marks})");
-        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
-            out.push(r.try_get_by_index::<String>(0)?);
-        }
-    }
-    Ok(out)
-}
-
-/// (folded userName, id) of the account's users holding any of the case-folded `names`.
-pub async fn user_ids_by_names<C: ConnectionTrait>(
-    c: &C,
-    account: &str,
     folded: &[&str],
-) -> Result<Vec<(String, String)>, StoreError> {
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
     let b = c.get_database_backend();
-    let mut out = Vec::new();
-    for chunk in folded.chunks(IN_CHUNK) {
-        let marks = placeholders(chunk.len());
-        let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|n| Value::from(*n)));
-        let sql =
-            format!("SELECT user_name_lower, id FROM scim_users WHERE account_id = ? AND user_name_lower IN ({marks})");
+    let (mut taken_ids, mut taken_names) = (Vec::new(), Vec::new());
+    let half = IN_CHUNK / 2;
+    let chunks = ids.len().max(folded.len()).div_ceil(half);
+    for i in 0..chunks {
+        let part = |list: &[&str]| -> Vec<String> {
+            list.iter().skip(i * half).take(half).map(|s| (*s).to_string()).collect()
+        };
+        let (id_part, name_part) = (part(ids), part(folded));
+        // An empty `IN ()` is not SQL: a lone NULL matches nothing instead.
+        let marks = |n: usize| if n == 0 { "NULL".to_string() } else { placeholders(n) };
+        let sql = format!(
+            "SELECT 'id', id FROM scim_users WHERE account_id = ? AND id IN ({}) \
+             UNION ALL SELECT 'name', user_name_lower FROM scim_users WHERE account_id = ? AND user_name_lower IN ({})",
+            marks(id_part.len()),
+            marks(name_part.len())
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(id_part.len() + name_part.len() + 2);
+        values.push(account.into());
+        values.extend(id_part.into_iter().map(Value::from));
+        values.push(account.into());
+        values.extend(name_part.into_iter().map(Value::from));
         for r in c.query_all_raw(stmt(b, &sql, values)).await? {
-            out.push((r.try_get_by_index::<String>(0)?, r.try_get_by_index::<String>(1)?));
+            let value = r.try_get_by_index::<String>(1)?;
+            if r.try_get_by_index::<String>(0)? == "id" { taken_ids.push(value) } else { taken_names.push(value) }
         }
     }
-    Ok(out)
+    Ok((taken_ids, taken_names))
 }
 
 /// Inserts a new user.
