@@ -2,7 +2,7 @@
 # Local development / test services for Roster: PostgreSQL and a single-node
 # Apache Kafka 4.x broker (KRaft mode, no ZooKeeper).
 #
-# Usage: scripts/services.sh start|stop|env|status
+# Usage: scripts/services.sh start|stop|env|status|delete-topics TOPIC...
 #
 #   start   start the selected services (idempotent: already running services
 #           are left alone), then print the environment lines on stdout:
@@ -14,6 +14,8 @@
 #   env     print the environment lines without starting anything.
 #   status  print whether each selected service runs; exit 0 when all of them
 #           run, 3 otherwise.
+#   delete-topics TOPIC...
+#           delete Kafka topics (benchmarks remove the large topics they write).
 #
 # Environment:
 #   ROSTER_SERVICES       postgres | kafka | postgres,kafka (default: both)
@@ -593,8 +595,17 @@ case "$cmd" in
     if [[ $WANT_KAFKA -eq 1 ]]; then kafka_status || rc=3; fi
     exit "$rc"
     ;;
+  delete-topics)
+    shift
+    rc=0
+    for topic in "$@"; do
+      kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+        --delete --topic "$topic" >&2 || rc=1
+    done
+    exit "$rc"
+    ;;
   *)
-    echo "usage: $0 start|stop|env|status   (ROSTER_SERVICES=postgres|kafka|postgres,kafka)" >&2
+    echo "usage: $0 start|stop|env|status|delete-topics TOPIC...   (ROSTER_SERVICES=postgres|kafka|postgres,kafka)" >&2
     exit 2
     ;;
 esac
