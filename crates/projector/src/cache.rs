@@ -45,6 +45,24 @@ impl<R: Clone> RowCache<R> {
         self.rows.insert(key(account, id), row);
     }
 
+    /// Remembers the rows read for `ids` of an account: those among `rows`, and the absence of
+    /// the others.
+    pub(crate) fn load<'a>(
+        &mut self,
+        account: &str,
+        ids: impl IntoIterator<Item = &'a str>,
+        rows: Vec<R>,
+        id_of: impl Fn(&R) -> &str,
+    ) {
+        for id in ids {
+            self.remember(account, id, None);
+        }
+        for row in rows {
+            let id = id_of(&row).to_string();
+            self.remember(account, &id, Some(row));
+        }
+    }
+
     /// Stores a changed row, to be written back.
     pub(crate) fn put(&mut self, account: &str, id: &str, row: R) {
         let k = key(account, id);
@@ -79,6 +97,16 @@ impl<R: Clone> RowCache<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loaded_ids_without_a_row_are_known_absent() {
+        let mut c: RowCache<(String, u32)> = RowCache::default();
+        c.load("a", ["1", "2"], vec![("2".to_string(), 7)], |r| r.0.as_str());
+        assert_eq!(c.get("a", "1"), Some(None));
+        assert_eq!(c.get("a", "2"), Some(Some(("2".to_string(), 7))));
+        assert_eq!(c.get("b", "2"), None, "per account");
+        assert!(c.take_dirty().is_empty(), "loading changes nothing");
+    }
 
     #[test]
     fn a_put_row_is_read_back_and_written_back_once() {

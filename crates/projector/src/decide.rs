@@ -11,7 +11,7 @@ use roster_store::licensing;
 use roster_store::write::{self, GroupRow, UserRow, fold};
 use sea_orm::ConnectionTrait;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::cache::RowCache;
 
@@ -228,8 +228,8 @@ impl ApplyContext {
     /// Turns on the row caches for a batch (see [`crate::cache`]): loads the users and groups
     /// its PATCH, PUT and DELETE events are about, with one query per account and table.
     pub async fn prefetch<C: ConnectionTrait>(&mut self, c: &C, batch: &[&Record]) -> Result<(), StoreError> {
-        let mut users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut users: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for env in batch.iter().filter_map(|r| r.envelope.as_ref().ok()) {
             let ids = match env.payload {
                 Payload::UserPatched { .. } | Payload::UserReplaced { .. } | Payload::UserDeleted { .. } => &mut users,
@@ -238,29 +238,19 @@ impl ApplyContext {
                 }
                 _ => continue,
             };
-            ids.entry(env.account_id.as_str()).or_default().push(env.resource_id.as_str());
+            ids.entry(env.account_id.as_str()).or_default().insert(env.resource_id.as_str());
         }
         let mut user_cache = RowCache::default();
-        for (account, mut ids) in users {
-            ids.sort_unstable();
-            ids.dedup();
-            for id in &ids {
-                user_cache.remember(account, id, None);
-            }
-            for row in write::find_users(c, account, &ids).await? {
-                user_cache.remember(account, &row.id.clone(), Some(row));
-            }
+        for (account, ids) in users {
+            let ids: Vec<&str> = ids.into_iter().collect();
+            let rows = write::find_users(c, account, &ids).await?;
+            user_cache.load(account, ids, rows, |u| u.id.as_str());
         }
         let mut group_cache = RowCache::default();
-        for (account, mut ids) in groups {
-            ids.sort_unstable();
-            ids.dedup();
-            for id in &ids {
-                group_cache.remember(account, id, None);
-            }
-            for row in write::find_groups(c, account, &ids).await? {
-                group_cache.remember(account, &row.id.clone(), Some(row));
-            }
+        for (account, ids) in groups {
+            let ids: Vec<&str> = ids.into_iter().collect();
+            let rows = write::find_groups(c, account, &ids).await?;
+            group_cache.load(account, ids, rows, |g| g.id.as_str());
         }
         self.users = Some(user_cache);
         self.groups = Some(group_cache);
