@@ -140,34 +140,17 @@ pub async fn license_states<C: ConnectionTrait>(
     Ok(out)
 }
 
-/// Rows per multi-row license update: 3 parameters each.
-const LICENSE_ROWS_PER_UPDATE: usize = 500;
-
 /// [`set_license`] for many users of one account, many rows per statement. Each user at most once.
 pub async fn set_licenses<C: ConnectionTrait>(
     c: &C,
     account: &str,
     rows: &[(&str, Option<&str>, &str)],
 ) -> Result<(), StoreError> {
-    let b = c.get_database_backend();
-    for chunk in rows.chunks(LICENSE_ROWS_PER_UPDATE) {
-        let tuples = value_rows(chunk.len(), 3);
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 3 + 1);
-        for (user, license, reason) in chunk {
-            values.extend([(*user).into(), license.map(str::to_owned).into(), (*reason).into()]);
-        }
-        values.push(account.into());
-        c.execute_raw(stmt(
-            b,
-            &format!(
-                "UPDATE scim_users SET license_type = v.column2, license_reason = v.column3 FROM (VALUES {tuples}) AS v \
-                 WHERE scim_users.account_id = ? AND scim_users.id = v.column1"
-            ),
-            values,
-        ))
-        .await?;
-    }
-    Ok(())
+    let rows = rows
+        .iter()
+        .map(|(user, license, reason)| vec![(*user).into(), license.map(str::to_owned).into(), (*reason).into()])
+        .collect();
+    crate::write::update_many(c, "scim_users", &["license_type", "license_reason"], account, rows).await
 }
 
 /// Adds `n` applied events to an account's change counter (the licensing worker's trigger).

@@ -307,17 +307,48 @@ pub async fn update_user<C: ConnectionTrait>(c: &C, account: &str, u: &UserRow) 
     Ok(())
 }
 
-/// Rows per multi-row user update: 10 parameters each.
-const USER_ROWS_PER_UPDATE: usize = 200;
+/// Parameters per multi-row `UPDATE … FROM (VALUES …)`: far below both databases' limits.
+const PARAMS_PER_UPDATE: usize = 2000;
+
+/// `UPDATE table SET … FROM (VALUES …)` for rows of one account, many per statement: each row is
+/// the resource id followed by the new values of `set`, in order. Each id at most once.
+pub(crate) async fn update_many<C: ConnectionTrait>(
+    c: &C,
+    table: &str,
+    set: &[&str],
+    account: &str,
+    rows: Vec<Vec<Value>>,
+) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    let width = set.len() + 1;
+    let assignments: Vec<String> =
+        set.iter().enumerate().map(|(i, col)| format!("{col} = v.column{}", i + 2)).collect();
+    let assignments = assignments.join(", ");
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Value>> = rows.by_ref().take((PARAMS_PER_UPDATE / width).max(1)).collect();
+        let tuples = value_rows(chunk.len(), width);
+        let mut values: Vec<Value> = chunk.into_iter().flatten().collect();
+        values.push(account.into());
+        c.execute_raw(stmt(
+            b,
+            &format!(
+                "UPDATE {table} SET {assignments} FROM (VALUES {tuples}) AS v \
+                 WHERE {table}.account_id = ? AND {table}.id = v.column1"
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
 
 /// [`update_user`] for many users of one account, many rows per statement. Each user at most once.
 pub async fn update_users<C: ConnectionTrait>(c: &C, account: &str, rows: &[&UserRow]) -> Result<(), StoreError> {
-    let b = c.get_database_backend();
-    for chunk in rows.chunks(USER_ROWS_PER_UPDATE) {
-        let tuples = value_rows(chunk.len(), 10);
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10 + 1);
-        for u in chunk {
-            values.extend([
+    let rows = rows
+        .iter()
+        .map(|u| {
+            vec![
                 u.id.clone().into(),
                 u.user_name.clone().into(),
                 fold(&u.user_name).into(),
@@ -328,22 +359,21 @@ pub async fn update_users<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Use
                 u.version.into(),
                 u.license_type.clone().into(),
                 json_text(&u.resource).into(),
-            ]);
-        }
-        values.push(account.into());
-        c.execute_raw(stmt(
-            b,
-            &format!(
-                "UPDATE scim_users SET user_name = v.column2, user_name_lower = v.column3, external_id = v.column4, \
-                 display_name = v.column5, active = v.column6, last_modified = v.column7, version = v.column8, \
-                 license_type = v.column9, resource = v.column10 FROM (VALUES {tuples}) AS v \
-                 WHERE scim_users.account_id = ? AND scim_users.id = v.column1"
-            ),
-            values,
-        ))
-        .await?;
-    }
-    Ok(())
+            ]
+        })
+        .collect();
+    let set = [
+        "user_name",
+        "user_name_lower",
+        "external_id",
+        "display_name",
+        "active",
+        "last_modified",
+        "version",
+        "license_type",
+        "resource",
+    ];
+    update_many(c, "scim_users", &set, account, rows).await
 }
 
 /// Deletes a user and its memberships.
@@ -442,17 +472,12 @@ pub async fn update_group<C: ConnectionTrait>(c: &C, account: &str, g: &GroupRow
     Ok(())
 }
 
-/// Rows per multi-row group update: 7 parameters each.
-const GROUP_ROWS_PER_UPDATE: usize = 300;
-
 /// [`update_group`] for many groups of one account, many rows per statement. Each group at most once.
 pub async fn update_groups<C: ConnectionTrait>(c: &C, account: &str, rows: &[&GroupRow]) -> Result<(), StoreError> {
-    let b = c.get_database_backend();
-    for chunk in rows.chunks(GROUP_ROWS_PER_UPDATE) {
-        let tuples = value_rows(chunk.len(), 7);
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7 + 1);
-        for g in chunk {
-            values.extend([
+    let rows = rows
+        .iter()
+        .map(|g| {
+            vec![
                 g.id.clone().into(),
                 g.display_name.clone().into(),
                 fold(&g.display_name).into(),
@@ -460,21 +485,11 @@ pub async fn update_groups<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Gr
                 g.last_modified.clone().into(),
                 g.version.into(),
                 json_text(&g.resource).into(),
-            ]);
-        }
-        values.push(account.into());
-        c.execute_raw(stmt(
-            b,
-            &format!(
-                "UPDATE scim_groups SET display_name = v.column2, display_name_lower = v.column3, \
-                 external_id = v.column4, last_modified = v.column5, version = v.column6, resource = v.column7 \
-                 FROM (VALUES {tuples}) AS v WHERE scim_groups.account_id = ? AND scim_groups.id = v.column1"
-            ),
-            values,
-        ))
-        .await?;
-    }
-    Ok(())
+            ]
+        })
+        .collect();
+    let set = ["display_name", "display_name_lower", "external_id", "last_modified", "version", "resource"];
+    update_many(c, "scim_groups", &set, account, rows).await
 }
 
 /// Deletes a group, its memberships and its membership in other groups.
