@@ -98,6 +98,56 @@ struct CreateRun {
     pending: Vec<(String, UserRow)>,
 }
 
+/// A table the batch's write-back cache holds (see [`crate::cache`]): how to read and write its rows.
+trait Cached: Clone + Sized {
+    /// The row's resource id.
+    fn id(&self) -> &str;
+    /// The context's cache of this table.
+    fn cache(ctx: &mut ApplyContext) -> &mut Option<RowCache<Self>>;
+    /// One row from the database.
+    async fn find<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<Option<Self>, StoreError>;
+    /// Writes one changed row.
+    async fn update<C: ConnectionTrait>(c: &C, account: &str, row: &Self) -> Result<(), StoreError>;
+    /// Writes many changed rows of one account.
+    async fn update_many<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Self]) -> Result<(), StoreError>;
+}
+
+impl Cached for UserRow {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn cache(ctx: &mut ApplyContext) -> &mut Option<RowCache<Self>> {
+        &mut ctx.users
+    }
+    async fn find<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<Option<Self>, StoreError> {
+        write::find_user(c, account, id).await
+    }
+    async fn update<C: ConnectionTrait>(c: &C, account: &str, row: &Self) -> Result<(), StoreError> {
+        write::update_user(c, account, row).await
+    }
+    async fn update_many<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Self]) -> Result<(), StoreError> {
+        write::update_users(c, account, rows).await
+    }
+}
+
+impl Cached for GroupRow {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn cache(ctx: &mut ApplyContext) -> &mut Option<RowCache<Self>> {
+        &mut ctx.groups
+    }
+    async fn find<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<Option<Self>, StoreError> {
+        write::find_group(c, account, id).await
+    }
+    async fn update<C: ConnectionTrait>(c: &C, account: &str, row: &Self) -> Result<(), StoreError> {
+        write::update_group(c, account, row).await
+    }
+    async fn update_many<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Self]) -> Result<(), StoreError> {
+        write::update_groups(c, account, rows).await
+    }
+}
+
 impl ApplyContext {
     /// A context for a batch in which `licensed` accounts have a license policy.
     pub fn new(licensed: impl IntoIterator<Item = String>) -> Self {
@@ -257,96 +307,62 @@ impl ApplyContext {
         Ok(())
     }
 
-    /// A user as the events applied so far left it.
-    async fn user<C: ConnectionTrait>(
+    /// A user or group as the events applied so far left it.
+    async fn row<T: Cached, C: ConnectionTrait>(
         &mut self,
         c: &C,
         account: &str,
         id: &str,
-    ) -> Result<Option<UserRow>, StoreError> {
-        if let Some(row) = self.users.as_ref().and_then(|cache| cache.get(account, id)) {
+    ) -> Result<Option<T>, StoreError> {
+        if let Some(row) = T::cache(self).as_ref().and_then(|cache| cache.get(account, id)) {
             return Ok(row);
         }
-        let row = write::find_user(c, account, id).await?;
-        if let Some(cache) = self.users.as_mut() {
+        let row = T::find(c, account, id).await?;
+        if let Some(cache) = T::cache(self).as_mut() {
             cache.remember(account, id, row.clone());
         }
         Ok(row)
     }
 
-    /// Stores a changed user: in the cache when there is one, otherwise at once.
-    async fn put_user<C: ConnectionTrait>(&mut self, c: &C, account: &str, row: UserRow) -> Result<(), StoreError> {
-        match self.users.as_mut() {
+    /// Stores a changed user or group: in the cache when there is one, otherwise at once.
+    async fn put<T: Cached, C: ConnectionTrait>(&mut self, c: &C, account: &str, row: T) -> Result<(), StoreError> {
+        match T::cache(self).as_mut() {
             Some(cache) => {
-                cache.put(account, &row.id.clone(), row);
+                let id = row.id().to_owned();
+                cache.put(account, &id, row);
                 Ok(())
             }
-            None => write::update_user(c, account, &row).await,
+            None => T::update(c, account, &row).await,
         }
     }
 
-    /// A user row was deleted, or written outside the cache.
-    fn user_changed_elsewhere(&mut self, account: &str, id: &str, deleted: bool) {
-        if let Some(cache) = self.users.as_mut() {
+    /// A user or group row was deleted, or written outside the cache.
+    fn changed_elsewhere<T: Cached>(&mut self, account: &str, id: &str, deleted: bool) {
+        if let Some(cache) = T::cache(self).as_mut() {
             cache.changed_elsewhere(account, id, deleted);
         }
     }
 
-    /// A group as the events applied so far left it.
-    async fn group<C: ConnectionTrait>(
-        &mut self,
-        c: &C,
-        account: &str,
-        id: &str,
-    ) -> Result<Option<GroupRow>, StoreError> {
-        if let Some(row) = self.groups.as_ref().and_then(|cache| cache.get(account, id)) {
-            return Ok(row);
+    /// Writes back the changed rows of one table.
+    async fn write_back<T: Cached, C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
+        let Some(cache) = T::cache(self).as_mut() else { return Ok(()) };
+        for (account, rows) in cache.take_dirty() {
+            let rows: Vec<&T> = rows.iter().collect();
+            T::update_many(c, &account, &rows).await?;
         }
-        let row = write::find_group(c, account, id).await?;
-        if let Some(cache) = self.groups.as_mut() {
-            cache.remember(account, id, row.clone());
-        }
-        Ok(row)
-    }
-
-    /// Stores a changed group: in the cache when there is one, otherwise at once.
-    async fn put_group<C: ConnectionTrait>(&mut self, c: &C, account: &str, row: GroupRow) -> Result<(), StoreError> {
-        match self.groups.as_mut() {
-            Some(cache) => {
-                cache.put(account, &row.id.clone(), row);
-                Ok(())
-            }
-            None => write::update_group(c, account, &row).await,
-        }
-    }
-
-    /// A group row was deleted, or written outside the cache.
-    fn group_changed_elsewhere(&mut self, account: &str, id: &str, deleted: bool) {
-        if let Some(cache) = self.groups.as_mut() {
-            cache.changed_elsewhere(account, id, deleted);
-        }
+        Ok(())
     }
 
     /// Writes back the changed user rows: before anything reads users' attributes from the
     /// database, and at the end of the batch.
     pub async fn write_users<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
-        let Some(cache) = self.users.as_mut() else { return Ok(()) };
-        for (account, rows) in cache.take_dirty() {
-            let rows: Vec<&UserRow> = rows.iter().collect();
-            write::update_users(c, &account, &rows).await?;
-        }
-        Ok(())
+        self.write_back::<UserRow, C>(c).await
     }
 
     /// Writes back the changed group rows: before a group name check reads the database, and at
     /// the end of the batch.
     pub async fn write_groups<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
-        let Some(cache) = self.groups.as_mut() else { return Ok(()) };
-        for (account, rows) in cache.take_dirty() {
-            let rows: Vec<&GroupRow> = rows.iter().collect();
-            write::update_groups(c, &account, &rows).await?;
-        }
-        Ok(())
+        self.write_back::<GroupRow, C>(c).await
     }
 
     /// Whether the current run of creates or of license changes covers this event.
@@ -362,7 +378,7 @@ impl ApplyContext {
             let rows: Vec<(&str, &UserRow)> = run.pending.iter().map(|(a, u)| (a.as_str(), u)).collect();
             write::insert_users(c, &rows).await?;
             for (account, row) in &run.pending {
-                self.user_changed_elsewhere(account, &row.id, false);
+                self.changed_elsewhere::<UserRow>(account, &row.id, false);
             }
         }
         if let Some(run) = self.licenses.take() {
@@ -378,7 +394,7 @@ impl ApplyContext {
                 licensing::set_licenses(c, account, &rows).await?;
             }
             for (account, user) in run.pending.keys() {
-                self.user_changed_elsewhere(account, user, false);
+                self.changed_elsewhere::<UserRow>(account, user, false);
             }
         }
         Ok(())
@@ -435,7 +451,7 @@ pub async fn apply_event<C: ConnectionTrait>(
             Some(run) => run.create(env, attributes),
             None => {
                 let decision = user_created(c, env, attributes).await?;
-                ctx.user_changed_elsewhere(account, &env.resource_id, false);
+                ctx.changed_elsewhere::<UserRow>(account, &env.resource_id, false);
                 decision
             }
         },
@@ -593,7 +609,7 @@ async fn save_user<C: ConnectionTrait>(
         UserRow::from_attributes(current.id, attrs, current.created, env.time.clone(), version, current.license_type);
     // A deactivated user's seat is free at once (the seat guard counts active holders only); the
     // licensing worker records the revocation as a `license.changed` event with reason `deactivated`.
-    ctx.put_user(c, &env.account_id, current).await?;
+    ctx.put(c, &env.account_id, current).await?;
     Ok(ok(200, Some(version)))
 }
 
@@ -604,7 +620,7 @@ async fn user_replaced<C: ConnectionTrait>(
     if_match: Option<u64>,
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
-    let Some(current) = ctx.user(c, &env.account_id, &env.resource_id).await? else {
+    let Some(current) = ctx.row::<UserRow, _>(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("User", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
@@ -620,7 +636,7 @@ async fn user_patched<C: ConnectionTrait>(
     if_match: Option<u64>,
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
-    let Some(current) = ctx.user(c, &env.account_id, &env.resource_id).await? else {
+    let Some(current) = ctx.row::<UserRow, _>(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("User", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
@@ -642,14 +658,14 @@ async fn user_deleted<C: ConnectionTrait>(
     if_match: Option<u64>,
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
-    let Some(current) = ctx.user(c, &env.account_id, &env.resource_id).await? else {
+    let Some(current) = ctx.row::<UserRow, _>(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("User", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
     }
     write::delete_user(c, &env.account_id, &env.resource_id).await?;
-    ctx.user_changed_elsewhere(&env.account_id, &env.resource_id, true);
+    ctx.changed_elsewhere::<UserRow>(&env.account_id, &env.resource_id, true);
     // The seat went with the row; a pin for a user that no longer exists is meaningless.
     licensing::remove_override(c, &env.account_id, &env.resource_id).await?;
     Ok(ok(204, None))
@@ -700,7 +716,7 @@ async fn group_created<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
-    if ctx.group(c, account, &env.resource_id).await?.is_some() {
+    if ctx.row::<GroupRow, _>(c, account, &env.resource_id).await?.is_some() {
         return Ok(Err(ScimError::uniqueness(format!("a group with id {:?} already exists", env.resource_id))));
     }
     // The name check reads the database: renames held in the cache must be there first.
@@ -714,7 +730,7 @@ async fn group_created<C: ConnectionTrait>(
     };
     let row = GroupRow::from_attributes(env.resource_id.clone(), attrs.clone(), env.time.clone(), env.time.clone(), 1);
     write::insert_group(c, account, &row).await?;
-    ctx.group_changed_elsewhere(account, &row.id, false);
+    ctx.changed_elsewhere::<GroupRow>(account, &row.id, false);
     write::add_members(c, account, &row.id, &resolved).await?;
     ctx.touch(account, resolved.into_iter().filter(|(_, k)| *k == "User").map(|(id, _)| id));
     Ok(ok(201, Some(1)))
@@ -729,7 +745,7 @@ async fn group_replaced<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
-    let Some(current) = ctx.group(c, account, &env.resource_id).await? else {
+    let Some(current) = ctx.row::<GroupRow, _>(c, account, &env.resource_id).await? else {
         return Ok(Err(not_found("Group", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
@@ -752,7 +768,7 @@ async fn group_replaced<C: ConnectionTrait>(
     }
     write::remove_all_members(c, account, &row.id).await?;
     write::add_members(c, account, &row.id, &resolved).await?;
-    ctx.put_group(c, account, row).await?;
+    ctx.put(c, account, row).await?;
     Ok(ok(200, Some(version)))
 }
 
@@ -771,7 +787,7 @@ async fn group_patched<C: ConnectionTrait>(
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
     let account = &env.account_id;
-    let Some(current) = ctx.group(c, account, &env.resource_id).await? else {
+    let Some(current) = ctx.row::<GroupRow, _>(c, account, &env.resource_id).await? else {
         return Ok(Err(not_found("Group", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
@@ -860,7 +876,7 @@ async fn group_patched<C: ConnectionTrait>(
     }
     let version = current.version + 1;
     let row = GroupRow::from_attributes(current.id.clone(), attrs, current.created, env.time.clone(), version);
-    ctx.put_group(c, account, row).await?;
+    ctx.put(c, account, row).await?;
     Ok(ok(204, Some(version)))
 }
 
@@ -889,7 +905,7 @@ async fn group_deleted<C: ConnectionTrait>(
     if_match: Option<u64>,
     ctx: &mut ApplyContext,
 ) -> Result<Decision, StoreError> {
-    let Some(current) = ctx.group(c, &env.account_id, &env.resource_id).await? else {
+    let Some(current) = ctx.row::<GroupRow, _>(c, &env.account_id, &env.resource_id).await? else {
         return Ok(Err(not_found("Group", &env.resource_id)));
     };
     if let Err(e) = check_version(if_match, current.version) {
@@ -901,7 +917,7 @@ async fn group_deleted<C: ConnectionTrait>(
         ctx.touch(&env.account_id, before);
     }
     write::delete_group(c, &env.account_id, &env.resource_id).await?;
-    ctx.group_changed_elsewhere(&env.account_id, &env.resource_id, true);
+    ctx.changed_elsewhere::<GroupRow>(&env.account_id, &env.resource_id, true);
     Ok(ok(204, None))
 }
 
@@ -995,7 +1011,7 @@ async fn license_changed<C: ConnectionTrait>(
         }
         None => {
             licensing::set_license(c, account, user_id, to, reason).await?;
-            ctx.user_changed_elsewhere(account, user_id, false);
+            ctx.changed_elsewhere::<UserRow>(account, user_id, false);
         }
     }
     if active {
