@@ -285,26 +285,7 @@ pub async fn insert_users<C: ConnectionTrait>(c: &C, rows: &[(&str, &UserRow)]) 
 
 /// Overwrites a user's attributes, version and lastModified.
 pub async fn update_user<C: ConnectionTrait>(c: &C, account: &str, u: &UserRow) -> Result<(), StoreError> {
-    let b = c.get_database_backend();
-    c.execute_raw(stmt(
-        b,
-        "UPDATE scim_users SET user_name = ?, user_name_lower = ?, external_id = ?, display_name = ?, active = ?, last_modified = ?, version = ?, license_type = ?, resource = ? WHERE account_id = ? AND id = ?",
-        [
-            u.user_name.clone().into(),
-            fold(&u.user_name).into(),
-            u.external_id.clone().into(),
-            u.display_name.clone().into(),
-            u.active.into(),
-            u.last_modified.clone().into(),
-            u.version.into(),
-            u.license_type.clone().into(),
-            json_text(&u.resource).into(),
-            account.into(),
-            u.id.clone().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    update_users(c, account, &[u]).await
 }
 
 /// Parameters per multi-row `UPDATE … FROM (VALUES …)`: far below both databases' limits.
@@ -453,23 +434,7 @@ pub async fn insert_group<C: ConnectionTrait>(c: &C, account: &str, g: &GroupRow
 
 /// Overwrites a group's attributes, version and lastModified.
 pub async fn update_group<C: ConnectionTrait>(c: &C, account: &str, g: &GroupRow) -> Result<(), StoreError> {
-    let b = c.get_database_backend();
-    c.execute_raw(stmt(
-        b,
-        "UPDATE scim_groups SET display_name = ?, display_name_lower = ?, external_id = ?, last_modified = ?, version = ?, resource = ? WHERE account_id = ? AND id = ?",
-        [
-            g.display_name.clone().into(),
-            fold(&g.display_name).into(),
-            g.external_id.clone().into(),
-            g.last_modified.clone().into(),
-            g.version.into(),
-            json_text(&g.resource).into(),
-            account.into(),
-            g.id.clone().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    update_groups(c, account, &[g]).await
 }
 
 /// [`update_group`] for many groups of one account, many rows per statement. Each group at most once.
