@@ -317,21 +317,19 @@ async fn bench_relicensing_after_a_policy_change() {
     rig.assert_converged((n / 5) as u64).await;
 }
 
-#[tokio::test]
-async fn a_membership_change_re_evaluates_only_the_affected_users() {
-    let (db, _) = roster_db::testing::fresh_sqlite("licensing-scope").await.unwrap();
-    let mut rig = Rig::new(db).await;
-    let users: Vec<String> = (0..300).map(|i| format!("u{i:03}")).collect();
+/// Seeds `users` and the groups (id, displayName, members) under `policy(100)`, runs the first full
+/// round and returns its worker.
+async fn licensed_account(rig: &mut Rig, users: &[String], groups: &[(&str, &str, &[String])]) -> LicensingWorker {
     let mut events: Vec<Envelope> = users
         .iter()
         .map(|u| env(ResourceType::User, u, Payload::UserCreated { attributes: attrs(json!({"userName": u})) }))
         .collect();
-    for (g, members) in [("devs", &users[..100]), ("analysts", &users[100..102])] {
+    for (id, name, members) in groups {
         events.push(env(
             ResourceType::Group,
-            g,
+            id,
             Payload::GroupCreated {
-                attributes: attrs(json!({"displayName": g})),
+                attributes: attrs(json!({"displayName": name})),
                 members: members.iter().map(|u| Member { value: u.clone() }).collect(),
             },
         ));
@@ -342,6 +340,20 @@ async fn a_membership_change_re_evaluates_only_the_affected_users() {
     let mut w = rig.worker();
     w.round().await.unwrap();
     rig.drain().await;
+    w
+}
+
+#[tokio::test]
+async fn a_membership_change_re_evaluates_only_the_affected_users() {
+    let (db, _) = roster_db::testing::fresh_sqlite("licensing-scope").await.unwrap();
+    let mut rig = Rig::new(db).await;
+    let users: Vec<String> = (0..300).map(|i| format!("u{i:03}")).collect();
+    let w = licensed_account(
+        &mut rig,
+        &users,
+        &[("devs", "devs", &users[..100]), ("analysts", "analysts", &users[100..102])],
+    )
+    .await;
     let seq = licensing::seq(&rig.db, ACCOUNT).await.unwrap();
     let (r, _) = w.reconcile_marked(ACCOUNT, seq).await.unwrap();
     assert_eq!(r, None, "the first (full) round covered every mark");
@@ -378,27 +390,9 @@ async fn renaming_a_group_re_evaluates_its_members_only_when_the_policy_names_th
     let (db, _) = roster_db::testing::fresh_sqlite("licensing-rename").await.unwrap();
     let mut rig = Rig::new(db).await;
     let users: Vec<String> = (0..10).map(|i| format!("u{i:03}")).collect();
-    let mut events: Vec<Envelope> = users
-        .iter()
-        .map(|u| env(ResourceType::User, u, Payload::UserCreated { attributes: attrs(json!({"userName": u})) }))
-        .collect();
-    for (g, members) in [("g-devs", &users[..4]), ("g-other", &users[4..])] {
-        let name = if g == "g-devs" { "devs" } else { "marketing" };
-        events.push(env(
-            ResourceType::Group,
-            g,
-            Payload::GroupCreated {
-                attributes: attrs(json!({"displayName": name})),
-                members: members.iter().map(|u| Member { value: u.clone() }).collect(),
-            },
-        ));
-    }
-    events.push(env(ResourceType::Account, ACCOUNT, Payload::LicensePolicySet { policy: policy(100) }));
-    rig.append(events).await;
-    rig.drain().await;
-    let mut w = rig.worker();
-    w.round().await.unwrap();
-    rig.drain().await;
+    let w =
+        licensed_account(&mut rig, &users, &[("g-devs", "devs", &users[..4]), ("g-other", "marketing", &users[4..])])
+            .await;
     let rename = |name: &str| {
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                "Operations": [{"op": "replace", "path": "displayName", "value": name}]})
