@@ -120,6 +120,8 @@ pub struct AccountScript {
     groups: Vec<Group>,
     phase: Phase,
     renames: usize,
+    /// Resource ids minted so far: the clock of the time-ordered ids the ingress would assign.
+    minted: u64,
 }
 
 impl AccountScript {
@@ -128,14 +130,15 @@ impl AccountScript {
         let mut rng = Rng::derive(seed, index);
         let groups = (0..shape.groups)
             .map(|g| Group {
-                id: uuid_from(&mut rng),
+                id: resource_id(&mut rng, g as u64),
                 display_name: format!("seed-{index}-group-{g}"),
                 external_id: uuid_from(&mut rng),
                 members: BTreeSet::new(),
                 planned: Vec::new(),
             })
             .collect();
-        let mut script = Self { rng, shape, users: Vec::new(), groups, phase: Phase::Users(0), renames: 0 };
+        let minted = shape.groups as u64;
+        let mut script = Self { rng, shape, users: Vec::new(), groups, phase: Phase::Users(0), renames: 0, minted };
         for seq in 0..shape.users {
             let u = script.new_user(index, seq);
             script.users.push(u);
@@ -157,9 +160,10 @@ impl AccountScript {
     fn new_user(&mut self, index: u64, seq: usize) -> User {
         let nick = format!("s{index}u{seq}r{}", self.rng.below(1_000_000));
         let user_name = format!("{nick}@seed.example.com");
+        self.minted += 1;
         User {
             model: UserModel {
-                id: uuid_from(&mut self.rng),
+                id: resource_id(&mut self.rng, self.minted),
                 user_name: user_name.clone(),
                 given_name: format!("Given{seq}"),
                 family_name: format!("Family{seq}"),
@@ -371,6 +375,16 @@ impl AccountScript {
         self.users.push(u);
         user_created(&id, &body)
     }
+}
+
+/// A UUIDv7 as the ingress assigns to a created resource, its clock the creation order (one
+/// millisecond apart from a fixed start), so a seeded log lays rows out as real traffic does.
+fn resource_id(rng: &mut Rng, order: u64) -> String {
+    const START_MS: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    let bits = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&bits.to_be_bytes()[..10]);
+    uuid::Builder::from_unix_timestamp_millis(START_MS + order, &random).into_uuid().to_string()
 }
 
 fn uuid_from(rng: &mut Rng) -> String {

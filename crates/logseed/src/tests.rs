@@ -104,3 +104,17 @@ fn user_names_stay_unique_as_users_are_hired() {
     let names: HashSet<String> = s.users.iter().map(|u| u.model.user_name.to_lowercase()).collect();
     assert_eq!(names.len(), s.users.len());
 }
+
+#[test]
+fn created_user_ids_are_time_ordered_like_the_ingress_assigns_them() {
+    let mut s = AccountScript::new(6, 0, SHAPE);
+    let created: Vec<String> = steps(&mut s, 40)
+        .iter()
+        .map(|st| {
+            let id = uuid::Uuid::parse_str(&st.resource_id).expect("a uuid");
+            assert_eq!(id.get_version_num(), 7, "{id}");
+            st.resource_id.clone()
+        })
+        .collect();
+    assert!(created.windows(2).all(|w| w[0] < w[1]), "ids sort in creation order: {created:?}");
+}
