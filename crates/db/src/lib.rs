@@ -36,6 +36,25 @@ pub async fn connect(url: &str) -> Result<Db, StoreError> {
 
 /// Like [`connect`], with an explicit pool size (default: 8 for SQLite, 20 for Postgres).
 pub async fn connect_with_pool(url: &str, max_connections: Option<u32>) -> Result<Db, StoreError> {
+    let size = max_connections.unwrap_or(if url.starts_with("sqlite:") { 8 } else { 20 }).max(2);
+    let mut opts = options(url)?;
+    opts.max_connections(size);
+    Ok(Database::connect(opts).await?)
+}
+
+/// One connection, kept open, for the embedded log's writer. In WAL mode a SQLite connection drops
+/// its whole page cache when it finds that another connection wrote since its last transaction. A
+/// pool hands its idle connections out in turn, so each group commit ran on a connection that had
+/// missed the commits before it and read every index page it needed back from the OS; the writer's
+/// own connection finds its pages where its last commit left them.
+pub async fn connect_writer(url: &str) -> Result<Db, StoreError> {
+    let mut opts = options(url)?;
+    opts.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+    Ok(Database::connect(opts).await?)
+}
+
+/// The connection settings every pool shares.
+fn options(url: &str) -> Result<ConnectOptions, StoreError> {
     if let Some(path) = sqlite_path(url) {
         if let Some(dir) = std::path::Path::new(&path).parent()
             && !dir.as_os_str().is_empty()
@@ -53,7 +72,6 @@ pub async fn connect_with_pool(url: &str, max_connections: Option<u32>) -> Resul
     opts.sqlx_logging(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(10))
-        .max_connections(max_connections.unwrap_or(if url.starts_with("sqlite:") { 8 } else { 20 }).max(2))
         // sqlx pings a connection on every checkout by default: one more round trip per
         // statement outside a transaction and per transaction (1.2 ms of each of the embedded
         // log's 8 ms group commits under load). Only a connection idle long enough for a server
@@ -74,7 +92,7 @@ pub async fn connect_with_pool(url: &str, max_connections: Option<u32>) -> Resul
         // walked every user of the account and filtered: 9 ms per lookup at 8,000 users instead of
         // a few index probes. Custom plans cost a little planning per statement and are always right.
         .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
-    Ok(Database::connect(opts).await?)
+    Ok(opts)
 }
 
 /// Applies pending migrations.

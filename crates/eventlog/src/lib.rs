@@ -490,13 +490,32 @@ impl DbSource {
     fn skip_applied_inline(&mut self) {
         self.next = self.next.max(self.log.applied_inline());
     }
+
+    /// Reads from `next`, leaving out what was applied inline while the read ran: under load a group
+    /// commit is nearly always in flight when the projector polls, and without this second look it
+    /// read that group back and spent a write transaction (the lock, a commit) finding it applied.
+    async fn read_unapplied(&mut self, max: usize) -> Result<Vec<Record>, LogError> {
+        loop {
+            self.skip_applied_inline();
+            let mut records = self.log.read(self.next, max).await?;
+            if records.is_empty() {
+                return Ok(records);
+            }
+            self.skip_applied_inline();
+            let next = self.next;
+            records.retain(|r| r.position.offset >= next);
+            // All of them applied meanwhile: what follows them may not be.
+            if !records.is_empty() {
+                return Ok(records);
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl BatchSource for DbSource {
     async fn next_batch(&mut self, max: usize) -> Result<Option<Batch>, LogError> {
-        self.skip_applied_inline();
-        let records = self.log.read(self.next, max).await?;
+        let records = self.read_unapplied(max).await?;
         if !records.is_empty() {
             return Ok(Some(Batch { partition: 0, records }));
         }
@@ -504,8 +523,7 @@ impl BatchSource for DbSource {
             return Ok(None);
         }
         let _ = tokio::time::timeout(self.poll, self.appended.changed()).await;
-        self.skip_applied_inline();
-        let records = self.log.read(self.next, max).await?;
+        let records = self.read_unapplied(max).await?;
         Ok((!records.is_empty()).then_some(Batch { partition: 0, records }))
     }
 

@@ -52,7 +52,14 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
         (None, Some(p), Role::All) => Some(Arc::new(p.clone())),
         _ => None,
     };
-    let db_log = DbLog::start_with(db.clone(), DbLogConfig::default(), inline);
+    // On SQLite the writer keeps a connection of its own, so its page cache survives between
+    // group commits (`roster_db::connect_writer`). Only this process appends to the embedded log.
+    let writer_db = if kafka.is_none() && c.database_url.starts_with("sqlite:") {
+        roster_db::connect_writer(&c.database_url).await.context("opening the event log writer's connection")?
+    } else {
+        db.clone()
+    };
+    let db_log = DbLog::start_with(writer_db, DbLogConfig::default(), inline);
     let kafka_log = match &kafka {
         Some(k) => {
             roster_eventlog_kafka::ensure_topic(k).await.context("preparing the Kafka event topic")?;
