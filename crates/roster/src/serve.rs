@@ -53,7 +53,7 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
         _ => None,
     };
     // On SQLite the writer keeps a connection of its own, so its page cache survives between
-    // group commits (`roster_db::connect_writer`). Only this process appends to the embedded log.
+    // group commits (`roster_db::connect_writer`).
     let writer_db = if kafka.is_none() && c.database_url.starts_with("sqlite:") {
         roster_db::connect_writer(&c.database_url).await.context("opening the event log writer's connection")?
     } else {
