@@ -5,8 +5,9 @@
 //! account before it applies, decides against them in memory and writes the changed ones back
 //! with multi-row updates. The cache is exact because of two rules its users keep:
 //! - whatever reads those rows' attributes from the database outside the cache (a name check, a
-//!   run of creates or of license changes, the seat guard) runs after the changed rows are
-//!   written back;
+//!   run of license changes, the seat guard) runs after the changed rows are written back; a run
+//!   of creates asks the cache whether a held change moves one of its userNames, and writes back
+//!   first only then;
 //! - whatever writes those rows outside the cache (creates, license changes, deletions) tells the
 //!   cache, which forgets or drops the row.
 
@@ -80,6 +81,16 @@ impl<R: Clone> RowCache<R> {
         } else {
             self.rows.remove(&k);
         }
+    }
+
+    /// Whether a change to this row is waiting to be written back (its database row is stale).
+    pub(crate) fn is_dirty(&self, account: &str, id: &str) -> bool {
+        self.dirty.contains(&key(account, id))
+    }
+
+    /// The changed rows of an account that are not written back yet.
+    pub(crate) fn dirty_rows<'a>(&'a self, account: &'a str) -> impl Iterator<Item = &'a R> + 'a {
+        self.dirty.iter().filter(move |(a, _)| a == account).filter_map(|k| self.rows.get(k).and_then(Option::as_ref))
     }
 
     /// The rows to write back, per account, in a stable order; they count as written from now on.

@@ -219,7 +219,6 @@ impl ApplyContext {
     /// Starts a run of `user.created` events (see [`CreateRun`]). Ends the current run first.
     async fn begin_creates<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
         self.flush(c).await?;
-        self.write_users(c).await?;
         let mut run = CreateRun::default();
         let mut per_account: HashMap<&str, (Vec<&str>, Vec<String>)> = HashMap::new();
         for env in events {
@@ -231,12 +230,30 @@ impl ApplyContext {
         }
         for (account, (ids, names)) in per_account {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            let (taken_ids, taken_names) = write::taken_ids_and_names(c, account, &ids, &names).await?;
+            let mut taken = write::taken_ids_and_names(c, account, &ids, &names).await?;
+            if self.hides_user_names(account, &names, &taken.1) {
+                // A change held in the cache moves one of these names: the database must show it.
+                self.write_users(c).await?;
+                taken = write::taken_ids_and_names(c, account, &ids, &names).await?;
+            }
+            let (taken_ids, taken_names) = taken;
             run.ids.extend(taken_ids.into_iter().map(|id| (account.to_string(), id)));
-            run.names.extend(taken_names.into_iter().map(|name| (account.to_string(), name)));
+            run.names.extend(taken_names.into_iter().map(|(name, _)| (account.to_string(), name)));
         }
         self.creates = Some(run);
         Ok(())
+    }
+
+    /// Whether a user change held in the cache makes the database's answer about these folded
+    /// userNames stale: a changed user holds one of them in the database (and may have renamed
+    /// away from it), or now holds one of them in the cache. Otherwise a run of creates can be
+    /// checked, and inserted, while those changes wait: a Entra cycle's new hires between its
+    /// PATCHes then no longer cost a write-back each.
+    fn hides_user_names(&self, account: &str, folded: &[&str], taken: &[(String, String)]) -> bool {
+        let Some(cache) = self.users.as_ref() else { return false };
+        let asked: HashSet<&str> = folded.iter().copied().collect();
+        taken.iter().any(|(_, holder)| cache.is_dirty(account, holder))
+            || cache.dirty_rows(account).any(|u| asked.contains(fold(&u.user_name).as_str()))
     }
 
     /// Starts a run of `license.changed` events (see [`LicenseRun`]). Ends the current run first.
@@ -433,8 +450,9 @@ pub async fn apply_event<C: ConnectionTrait>(
         ctx.flush(c).await?;
     }
     // Only these events keep to the user cache (groups read users' existence alone, which the
-    // cache never holds back); anything else may read users' attributes from the database.
-    if !matches!(
+    // cache never holds back; a run of creates checked its names against the cache when it
+    // began); anything else may read users' attributes from the database.
+    let keeps_to_cache = matches!(
         env.payload,
         Payload::UserPatched { .. }
             | Payload::UserReplaced { .. }
@@ -443,7 +461,8 @@ pub async fn apply_event<C: ConnectionTrait>(
             | Payload::GroupReplaced { .. }
             | Payload::GroupPatched { .. }
             | Payload::GroupDeleted { .. }
-    ) {
+    ) || (in_run && matches!(env.payload, Payload::UserCreated { .. }));
+    if !keeps_to_cache {
         ctx.write_users(c).await?;
     }
     let decision = match &env.payload {

@@ -203,14 +203,15 @@ pub async fn user_id_by_name<C: ConnectionTrait>(
     Ok(row.map(|r| r.try_get_by_index::<String>(0)).transpose()?)
 }
 
-/// Which of `ids` are users of the account, and which of the case-folded `names` they hold: the
-/// checks of a run of creates, in one round trip per 250 of each.
+/// Which of `ids` are users of the account, and which of the case-folded `names` are held, with
+/// the id of the user holding each: the checks of a run of creates, in one round trip per 250 of
+/// each.
 pub async fn taken_ids_and_names<C: ConnectionTrait>(
     c: &C,
     account: &str,
     ids: &[&str],
     folded: &[&str],
-) -> Result<(Vec<String>, Vec<String>), StoreError> {
+) -> Result<(Vec<String>, Vec<(String, String)>), StoreError> {
     let b = c.get_database_backend();
     let (mut taken_ids, mut taken_names) = (Vec::new(), Vec::new());
     let half = IN_CHUNK / 2;
@@ -223,8 +224,8 @@ pub async fn taken_ids_and_names<C: ConnectionTrait>(
         // An empty `IN ()` is not SQL: a lone NULL matches nothing instead.
         let marks = |n: usize| if n == 0 { "NULL".to_string() } else { placeholders(n) };
         let sql = format!(
-            "SELECT 'id', id FROM scim_users WHERE account_id = ? AND id IN ({}) \
-             UNION ALL SELECT 'name', user_name_lower FROM scim_users WHERE account_id = ? AND user_name_lower IN ({})",
+            "SELECT 'id', id, id FROM scim_users WHERE account_id = ? AND id IN ({}) \
+             UNION ALL SELECT 'name', user_name_lower, id FROM scim_users WHERE account_id = ? AND user_name_lower IN ({})",
             marks(id_part.len()),
             marks(name_part.len())
         );
@@ -235,7 +236,11 @@ pub async fn taken_ids_and_names<C: ConnectionTrait>(
         values.extend(name_part.into_iter().map(Value::from));
         for r in c.query_all_raw(stmt(b, &sql, values)).await? {
             let value = r.try_get_by_index::<String>(1)?;
-            if r.try_get_by_index::<String>(0)? == "id" { taken_ids.push(value) } else { taken_names.push(value) }
+            if r.try_get_by_index::<String>(0)? == "id" {
+                taken_ids.push(value)
+            } else {
+                taken_names.push((value, r.try_get_by_index::<String>(2)?))
+            }
         }
     }
     Ok((taken_ids, taken_names))
