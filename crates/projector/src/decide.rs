@@ -247,7 +247,7 @@ impl ApplyContext {
     /// Whether a user change held in the cache makes the database's answer about these folded
     /// userNames stale: a changed user holds one of them in the database (and may have renamed
     /// away from it), or now holds one of them in the cache. Otherwise a run of creates can be
-    /// checked, and inserted, while those changes wait: a Entra cycle's new hires between its
+    /// checked, and inserted, while those changes wait: an Entra cycle's new hires between its
     /// PATCHes then no longer cost a write-back each.
     fn hides_user_names(&self, account: &str, folded: &[&str], taken: &[(String, String)]) -> bool {
         let Some(cache) = self.users.as_ref() else { return false };
