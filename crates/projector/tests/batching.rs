@@ -370,8 +370,9 @@ async fn a_user_name_freed_by_a_rename_earlier_in_the_batch_can_be_taken() {
 }
 
 /// Two users created in a first batch, then u1 renamed from "ann@x" to "cy@x" in the second,
-/// a change the user cache holds back, then `create`.
-async fn create_after_a_held_rename(create: Op) -> Applied {
+/// a change the user cache holds back, then `create`: the statuses and the userNames left, which
+/// one event at a time must give too.
+async fn create_after_a_held_rename(create: Op) -> (Vec<u16>, Vec<String>) {
     let events: Vec<Envelope> = [
         Op::Create { account: 0, id: 0, name: 0 },
         Op::Create { account: 0, id: 1, name: 2 },
@@ -381,30 +382,26 @@ async fn create_after_a_held_rename(create: Op) -> Applied {
     .iter()
     .map(envelope)
     .collect();
-    let batched = batched(&events, &[2]).await;
+    let (outcomes, users, _) = batched(&events, &[2]).await;
     let single = one_by_one(&events).await;
-    assert_eq!((&single.0, &single.1), (&batched.0, &batched.1));
-    batched
+    assert_eq!((&single.0, &single.1), (&outcomes, &users));
+    (outcomes.iter().map(|o| o.0).collect(), users.into_iter().map(|u| u.2).collect())
 }
 
 #[tokio::test]
 async fn a_create_may_take_the_user_name_a_rename_held_in_the_cache_freed() {
     // The database still shows u1 holding "ann@x".
-    let (outcomes, users, _) = create_after_a_held_rename(Op::Create { account: 0, id: 2, name: 1 }).await;
-    let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
-    assert_eq!(statuses, vec![201, 201, 200, 201], "{outcomes:?}");
-    let names: Vec<&str> = users.iter().map(|u| u.2.as_str()).collect();
-    assert_eq!(names, vec!["cy@x", "bob@x", "ANN@x"], "{users:?}");
+    let (statuses, names) = create_after_a_held_rename(Op::Create { account: 0, id: 2, name: 1 }).await;
+    assert_eq!(statuses, vec![201, 201, 200, 201]);
+    assert_eq!(names, vec!["cy@x", "bob@x", "ANN@x"]);
 }
 
 #[tokio::test]
 async fn a_create_may_not_take_the_user_name_a_rename_held_in_the_cache_took() {
     // The database does not show u1 holding "cy@x" yet.
-    let (outcomes, users, _) = create_after_a_held_rename(Op::Create { account: 0, id: 2, name: 3 }).await;
-    let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
-    assert_eq!(statuses, vec![201, 201, 200, 409], "{outcomes:?}");
-    let names: Vec<&str> = users.iter().map(|u| u.2.as_str()).collect();
-    assert_eq!(names, vec!["cy@x", "bob@x"], "{users:?}");
+    let (statuses, names) = create_after_a_held_rename(Op::Create { account: 0, id: 2, name: 3 }).await;
+    assert_eq!(statuses, vec![201, 201, 200, 409]);
+    assert_eq!(names, vec!["cy@x", "bob@x"]);
 }
 
 #[tokio::test]
