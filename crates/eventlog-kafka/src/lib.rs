@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::FutureExt as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -395,19 +396,21 @@ impl BatchSource for KafkaSource {
         };
         let mut n = 1;
         self.pending.entry(first.position.partition).or_default().push(first);
-        // Gather what is already buffered, without waiting long: batches amortise the commit.
+        // Gather what is already buffered, without waiting: batches amortise the commit, and what
+        // arrives while this batch applies makes the next one. Waiting for stragglers (2 ms each)
+        // held every write of the batch for them and left the projector idle.
         while n < max {
-            match tokio::time::timeout(Duration::from_millis(2), self.consumer.recv()).await {
-                Ok(Ok(m)) => {
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => {
                     let r = record_of(&m);
                     self.pending.entry(r.position.partition).or_default().push(r);
                     n += 1;
                 }
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "Kafka consumer error; librdkafka retries");
                     break;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         self.drop_revoked();
