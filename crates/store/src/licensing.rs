@@ -153,18 +153,6 @@ pub async fn set_licenses<C: ConnectionTrait>(
     crate::write::update_many(c, "scim_users", &["license_type", "license_reason"], account, rows).await
 }
 
-/// Adds `n` applied events to an account's change counter (the licensing worker's trigger).
-pub async fn bump_seq<C: ConnectionTrait>(c: &C, account: &str, n: i64) -> Result<(), StoreError> {
-    let b = c.get_database_backend();
-    c.execute_raw(stmt(
-        b,
-        "INSERT INTO account_state (account_id, seq) VALUES (?, ?) ON CONFLICT (account_id) DO UPDATE SET seq = account_state.seq + excluded.seq",
-        [account.into(), n.into()],
-    ))
-    .await?;
-    Ok(())
-}
-
 /// `(account, seq)` of every account that has a license policy (accounts without one are never licensed).
 pub async fn licensed_accounts<C: ConnectionTrait>(c: &C) -> Result<Vec<(String, i64)>, StoreError> {
     let b = c.get_database_backend();
@@ -404,13 +392,21 @@ pub async fn account_seqs<C: ConnectionTrait>(
     for chunk in accounts.chunks(IN_CHUNK) {
         let values: Vec<Value> = chunk.iter().map(|a| Value::from(*a)).collect();
         let ph = placeholders(chunk.len());
-        let sql = format!("SELECT account_id FROM license_policies WHERE account_id IN ({ph})");
-        for r in c.query_all_raw(stmt(b, &sql, values.clone())).await? {
-            licensed.push(r.try_get_by_index(0)?);
-        }
-        let sql = format!("SELECT account_id, seq FROM account_state WHERE account_id IN ({ph})");
-        for r in c.query_all_raw(stmt(b, &sql, values)).await? {
-            seqs.insert(r.try_get_by_index(0)?, r.try_get_by_index(1)?);
+        // One round trip for both tables: every batch the projector applies starts with this.
+        let sql = format!(
+            "SELECT account_id, NULL FROM license_policies WHERE account_id IN ({ph}) \
+             UNION ALL SELECT account_id, seq FROM account_state WHERE account_id IN ({ph})"
+        );
+        let mut both = values.clone();
+        both.extend(values);
+        for r in c.query_all_raw(stmt(b, &sql, both)).await? {
+            let account: String = r.try_get_by_index(0)?;
+            match r.try_get_by_index::<Option<i64>>(1)? {
+                Some(seq) => {
+                    seqs.insert(account, seq);
+                }
+                None => licensed.push(account),
+            }
         }
     }
     Ok((licensed, seqs))
