@@ -6,6 +6,7 @@ use std::time::Duration;
 use roster_db::Db;
 use roster_events::Outcome;
 use roster_projector::OutcomeHub;
+use roster_store::write::APPLIED_CHANNEL;
 use sea_orm::DbBackend;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
@@ -23,9 +24,6 @@ pub struct OutcomeWaiter {
     /// the grace period runs out instead of a reset connection.
     stop_by: Arc<watch::Sender<Option<tokio::time::Instant>>>,
 }
-
-/// The channel the projector notifies after each committed batch (Postgres only).
-pub const APPLIED_CHANNEL: &str = "roster_applied";
 
 /// How often waiting events are looked up when no notification arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);

@@ -7,7 +7,7 @@ use roster_db::{Db, StoreError};
 use roster_eventlog::{AfterCommit, BatchDone, BatchSource, InlineApply, InlineError, LogError, Record};
 use roster_events::Outcome;
 use roster_store::{outcomes, write};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -356,19 +356,14 @@ impl Projector {
         ctx.write_users(txn).await?;
         ctx.write_groups(txn).await?;
         outcomes::insert_many(txn, &decisions).await?;
-        for (account, n) in changed {
-            roster_store::licensing::bump_seq(txn, account, n).await?;
-        }
         for (account, users) in marks {
             let users: Vec<(String, i64)> = users.into_iter().collect();
             roster_store::licensing::mark_dirty(txn, account, &users).await?;
         }
         let next = (last.position.offset + 1).max(stored);
-        write::set_consumer_position(txn, &self.config.consumer, partition, next).await?;
-        if !published.is_empty() && txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            // Delivered at commit: wakes ingress replicas waiting for these outcomes.
-            txn.execute_unprepared("NOTIFY roster_applied").await?;
-        }
+        let bumps: Vec<(&str, i64)> = changed.into_iter().collect();
+        // The notification wakes ingress replicas waiting for these outcomes.
+        write::finish_batch(txn, &self.config.consumer, partition, next, &bumps, !published.is_empty()).await?;
         Ok(BatchResult { done: BatchDone::Applied { next_offset: next }, outcomes: published })
     }
 }
