@@ -186,6 +186,7 @@ pub struct ReadDb {
     db: DatabaseConnection,
     sqlite: Option<Arc<SqliteReader>>,
     moved: Arc<AtomicU64>,
+    keyed: Option<DatabaseConnection>,
 }
 
 impl ReadDb {
@@ -195,7 +196,13 @@ impl ReadDb {
             .then(|| db.get_sqlite_connection_pool().connect_options().get_filename().to_path_buf())
             .filter(|path| is_file(path))
             .map(|path| Arc::new(SqliteReader { path, idle: Mutex::new(Vec::new()) }));
-        Self { db, sqlite, moved: Arc::new(AtomicU64::new(0)) }
+        Self { db, sqlite, moved: Arc::new(AtomicU64::new(0)), keyed: None }
+    }
+
+    /// Runs [`Reads::key_row`] lookups on `keyed` (a [`crate::connect_keyed`] pool), if any.
+    pub fn with_keyed(mut self, keyed: Option<DatabaseConnection>) -> Self {
+        self.keyed = keyed;
+        self
     }
 
     /// Whether statements run on the calling thread (a SQLite file) rather than on the pool.
@@ -259,6 +266,11 @@ pub trait Reads: Sync {
     async fn row(&self, stmt: Statement) -> Result<Option<ReadRow>, DbErr> {
         Ok(self.rows(stmt).await?.into_iter().next())
     }
+    /// The row of a lookup by a unique key, whose plan never depends on its parameters: it may
+    /// run where plans are cached (see [`crate::connect_keyed`]).
+    async fn key_row(&self, stmt: Statement) -> Result<Option<ReadRow>, DbErr> {
+        self.row(stmt).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -290,6 +302,13 @@ impl Reads for ReadDb {
             }
         }
         self.db.rows(stmt).await
+    }
+
+    async fn key_row(&self, stmt: Statement) -> Result<Option<ReadRow>, DbErr> {
+        match &self.keyed {
+            Some(keyed) => keyed.row(stmt).await,
+            None => self.row(stmt).await,
+        }
     }
 }
 
@@ -333,6 +352,20 @@ mod tests {
         assert!(read.on_calling_thread());
         let memory = sea_orm::Database::connect("sqlite::memory:").await?;
         assert!(!ReadDb::new(memory).on_calling_thread());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn key_lookups_run_on_the_keyed_pool_when_there_is_one() -> TestResult {
+        let (read, _db) = fixture().await?;
+        let (_, keyed) = fixture().await?;
+        keyed.execute_unprepared("UPDATE t SET note = 'keyed' WHERE id = 'a'").await?;
+        let lookup = || stmt("SELECT note FROM t WHERE id = ?", vec!["a".into()]);
+        let note = |row: Option<ReadRow>| row.map(|r| r.get::<String>(0)).transpose();
+        assert_eq!(note(read.key_row(lookup()).await?)?.as_deref(), Some("x"), "no keyed pool: the reader's own");
+        let read = read.with_keyed(Some(keyed));
+        assert_eq!(note(read.key_row(lookup()).await?)?.as_deref(), Some("keyed"));
+        assert_eq!(note(read.row(lookup()).await?)?.as_deref(), Some("x"), "other reads stay where they were");
         Ok(())
     }
 

@@ -134,12 +134,19 @@ pub async fn run(c: Common, role: Role) -> Result<()> {
     let usage = Arc::new(UsageRecorder::default());
     // One waiter per process: without an in-process projector it runs one outcome poller (and one
     // LISTEN connection) that the SCIM ingress and the admin API share.
-    let waiter = OutcomeWaiter::new(db.clone(), hub.clone());
+    // The ingress's lookups by key (tokens, outcomes) run where Postgres caches their plans.
+    let keyed = match role {
+        Role::All | Role::Ingress => roster_db::connect_keyed(&c.database_url)
+            .await
+            .with_context(|| format!("connecting to {}", roster_db::redact(&c.database_url)))?,
+        _ => None,
+    };
+    let waiter = OutcomeWaiter::new(keyed.clone().unwrap_or_else(|| db.clone()), hub.clone());
     let mut servers = Vec::new();
     if matches!(role, Role::All | Role::Ingress) {
         let ingress_config = c.ingress_config(public_url.clone())?;
         let state = IngressState {
-            db: roster_db::ReadDb::new(db.clone()),
+            db: roster_db::ReadDb::new(db.clone()).with_keyed(keyed.clone()),
             log: log.clone(),
             waiter: waiter.clone(),
             usage: usage.clone(),

@@ -271,7 +271,7 @@ pub async fn revoke_token(db: &Db, account_id: &str, token_id: &str) -> Result<b
 /// answers 401 in every case, so nothing about other accounts can be inferred.
 pub async fn authenticate<R: Reads>(db: &R, account_id: &str, secret: &str) -> Result<Option<String>, StoreError> {
     let row = db
-        .row(stmt(
+        .key_row(stmt(
             db.backend(),
             "SELECT id, account_id, expires_at FROM scim_tokens WHERE token_hash = ? AND revoked_at IS NULL",
             [hash_token(secret).into()],
