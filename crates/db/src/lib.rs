@@ -89,14 +89,16 @@ fn options(url: &str) -> Result<ConnectOptions, StoreError> {
         )));
     }
     let mut opts = ConnectOptions::new(url.to_string());
+    // sqlx pings a connection on every checkout by default: one more round trip per statement
+    // outside a transaction and per transaction (1.2 ms of each of the embedded log's 8 ms group
+    // commits under load). Only a connection that may have died while idle is worth the ping: a
+    // Postgres connection idle across an outage or a failover would fail the request it is handed
+    // to, and under load no connection stays idle for a second. SQLite's cannot die.
+    let ping_if_idle_for = if url.starts_with("sqlite:") { Duration::from_secs(30) } else { Duration::from_secs(1) };
     opts.sqlx_logging(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(10))
-        // sqlx pings a connection on every checkout by default: one more round trip per
-        // statement outside a transaction and per transaction (1.2 ms of each of the embedded
-        // log's 8 ms group commits under load). Only a connection idle long enough for a server
-        // or proxy to have dropped it is worth the ping.
-        .test_before_acquire_if_idle_for(Duration::from_secs(30))
+        .test_before_acquire_if_idle_for(ping_if_idle_for)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
