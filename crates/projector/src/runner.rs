@@ -287,13 +287,26 @@ impl Projector {
         let mut decided: std::collections::HashSet<String> = if fresh {
             std::collections::HashSet::new()
         } else {
-            let ids: Vec<String> = records
-                .iter()
-                .filter(|r| r.position.offset >= stored)
-                .filter_map(|r| r.envelope.as_ref().ok().map(|e| e.event_id.to_string()))
-                .collect();
+            let ids: Vec<String> =
+                records.iter().filter_map(|r| r.envelope.as_ref().ok().map(|e| e.event_id.to_string())).collect();
             outcomes::get_many(txn, &ids).await?.into_iter().map(|(id, _)| id).collect()
         };
+        // Records before the stored position were applied already (by this replica before a crash,
+        // or by another before a rebalance), so each has an outcome. One without an outcome is an
+        // event this read model never saw: the topic was deleted and recreated, and its offsets
+        // started again below the stored position. It is applied like any new event (its id makes
+        // that exactly once); skipping it would lose an acknowledged write.
+        let unseen = |r: &&Record| r.envelope.as_ref().is_ok_and(|e| !decided.contains(&e.event_id.to_string()));
+        let replaced = records.iter().filter(|r| r.position.offset < stored).filter(unseen).count();
+        if replaced > 0 {
+            tracing::warn!(
+                partition,
+                stored,
+                replaced,
+                "events below the stored position were never applied (the topic was recreated?): applying them"
+            );
+        }
+        let live: Vec<&Record> = records.iter().filter(|r| r.position.offset >= stored || unseen(r)).collect();
         // Events per account that changed something or marked a user: the licensing worker reconciles an
         // account when its counter moves, and each mark carries the counter value after its event.
         let mut changed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
@@ -305,7 +318,6 @@ impl Projector {
         let mut ctx = ApplyContext::new(licensed);
         let mut marks: std::collections::BTreeMap<&str, std::collections::HashMap<String, i64>> =
             std::collections::BTreeMap::new();
-        let live: Vec<&Record> = records.iter().filter(|r| r.position.offset >= stored).collect();
         ctx.prefetch(txn, &live).await?;
         for (i, record) in live.iter().enumerate() {
             let env = match &record.envelope {
@@ -364,7 +376,10 @@ impl Projector {
         let bumps: Vec<(&str, i64)> = changed.into_iter().collect();
         // The notification wakes ingress replicas waiting for these outcomes.
         write::finish_batch(txn, &self.config.consumer, partition, next, &bumps, !published.is_empty()).await?;
-        Ok(BatchResult { done: BatchDone::Applied { next_offset: next }, outcomes: published })
+        // In a recreated topic the source reads on from this batch, not from the old position:
+        // what it holds between the two is new too.
+        let next_offset = if replaced > 0 { last.position.offset + 1 } else { next };
+        Ok(BatchResult { done: BatchDone::Applied { next_offset }, outcomes: published })
     }
 }
 

@@ -5,7 +5,7 @@ mod support;
 use support::user_created;
 
 use roster_db::{Db, testing};
-use roster_eventlog::{Position, Record};
+use roster_eventlog::{BatchDone, Position, Record};
 use roster_events::Envelope;
 use roster_projector::{Projector, ProjectorConfig};
 
@@ -73,4 +73,51 @@ async fn postgres_a_committed_batch_notifies_the_applied_channel() -> TestResult
     let notified = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv()).await;
     assert!(matches!(notified, Ok(Ok(_))), "no notification after the commit: {notified:?}");
     Ok(())
+}
+
+async fn events_of_a_recreated_topic_below_the_stored_position_are_applied_once(db: Db) -> TestResult {
+    let projector = Projector::new(db.clone(), None, ProjectorConfig::default());
+    let old: Vec<Envelope> = ["a@x", "b@x", "c@x"].iter().map(|n| created_in("acc", n)).collect();
+    let batch: Vec<Record> = old.iter().enumerate().map(|(i, e)| record(i as i64, e)).collect();
+    projector.apply_batch(0, &batch).await?;
+    assert_eq!(projector.position(0).await?, Some(3));
+
+    // The topic is deleted and recreated: its offsets start again at 0.
+    let new: Vec<Envelope> = ["d@x", "e@x", "f@x", "g@x"].iter().map(|n| created_in("acc", n)).collect();
+    let first = projector.apply_batch(0, &[record(0, &new[0]), record(1, &new[1])]).await?;
+    let statuses: Vec<u16> = first.outcomes.iter().map(|(_, o)| o.status).collect();
+    assert_eq!(statuses, vec![201, 201], "events below the old position that were never applied are new");
+    assert!(
+        matches!(first.done, BatchDone::Applied { next_offset: 2 }),
+        "the source reads on from the batch, not from the old position: {:?}",
+        first.done
+    );
+    assert_eq!(projector.position(0).await?, Some(3), "the stored position never moves back");
+
+    let second = projector.apply_batch(0, &[record(2, &new[2]), record(3, &new[3])]).await?;
+    assert_eq!(second.outcomes.len(), 2, "{:?}", second.outcomes);
+    assert_eq!(projector.position(0).await?, Some(4));
+
+    // Read again (a rebalance), old or new, nothing is applied twice.
+    let again = projector.apply_batch(0, &[record(0, &new[0]), record(1, &old[1])]).await?;
+    assert!(again.outcomes.is_empty(), "{:?}", again.outcomes);
+    assert!(matches!(again.done, BatchDone::Applied { next_offset: 4 }), "{:?}", again.done);
+    for env in old.iter().chain(&new) {
+        let user = roster_store::read::get_user(&db, "acc", &env.resource_id).await?;
+        assert_eq!(user.map(|u| u.version), Some(1), "{}", env.resource_id);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_events_of_a_recreated_topic_below_the_stored_position_are_applied_once() -> TestResult {
+    let (db, _url) = testing::fresh_sqlite("recreated").await?;
+    events_of_a_recreated_topic_below_the_stored_position_are_applied_once(db).await
+}
+
+#[tokio::test]
+async fn postgres_events_of_a_recreated_topic_below_the_stored_position_are_applied_once() -> TestResult {
+    let Some(base) = testing::postgres_url() else { return Ok(()) };
+    let (db, _url) = testing::fresh_postgres(&base, "recreated").await?;
+    events_of_a_recreated_topic_below_the_stored_position_are_applied_once(db).await
 }

@@ -267,8 +267,6 @@ fn writes_answer_503_while_the_topic_is_missing_and_succeed_once_migrate_recreat
 }
 
 #[test]
-#[ignore = "known bug: the projector keeps its stored positions when the topic is deleted and recreated, \
-            so the new topic's first events of each partition are silently skipped (issue 3 test report)"]
 fn a_write_acknowledged_as_durable_after_the_topic_was_recreated_is_applied() {
     if !kafka_only("a_write_acknowledged_as_durable_after_the_topic_was_recreated_is_applied") {
         return;
