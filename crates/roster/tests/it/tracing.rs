@@ -96,6 +96,12 @@ fn one_trace_follows_a_scim_write_from_the_ingress_through_the_log_into_the_proj
         })),
     )
     .expect_json(200);
+    // The policy's own round first. A round's parent is the account's latest event when the round
+    // starts, so a round that started for the policy and already saw the user would license the
+    // user under the policy's trace.
+    wait_for(&collector, "licensing round for the policy", |spans| {
+        spans.iter().find(|s| s.name == "licensing.reconcile" && s.attr("roster.account.id") == acc).cloned()
+    });
 
     // The client (say, a gateway in front of Roster) is tracing: our spans join its trace.
     let (client_trace, client_span) = (uid(), uid()[..16].to_owned());
