@@ -15,8 +15,9 @@ pub struct Common {
     /// Database URL: the read model, accounts and (without Kafka) the event log.
     #[arg(long, env = "ROSTER_DATABASE_URL", default_value = "sqlite://roster-data/roster.db?mode=rwc")]
     pub database_url: String,
-    /// Database connections per process (default 8 for SQLite, 20 for Postgres); size the total
-    /// across replicas below the server's max_connections.
+    /// Database connections per process (default 8 for SQLite, 20 for Postgres); on Postgres an
+    /// ingress keeps up to 8 more for token checks and outcome lookups. Size the total across
+    /// replicas below the server's max_connections.
     #[arg(long, env = "ROSTER_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
     /// Kafka bootstrap servers; unset = the embedded event log in the database.
