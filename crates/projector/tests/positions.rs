@@ -21,6 +21,12 @@ fn created_in(account: &str, user_name: &str) -> Envelope {
     env
 }
 
+/// A fresh Postgres database when the suite has a server (`make test` starts one), else `None`.
+async fn postgres(tag: &str) -> Result<Option<Db>, Box<dyn std::error::Error>> {
+    let Some(base) = testing::postgres_url() else { return Ok(None) };
+    Ok(Some(testing::fresh_postgres(&base, tag).await?.0))
+}
+
 async fn seqs(db: &Db) -> Result<Vec<(String, i64)>, Box<dyn std::error::Error>> {
     let (_, seqs) = roster_store::licensing::account_seqs(db, &["acc", "other"]).await?;
     let mut seqs: Vec<(String, i64)> = seqs.into_iter().collect();
@@ -57,15 +63,13 @@ async fn sqlite_batches_count_applied_events_per_account_and_store_the_next_offs
 
 #[tokio::test]
 async fn postgres_batches_count_applied_events_per_account_and_store_the_next_offset() -> TestResult {
-    let Some(base) = testing::postgres_url() else { return Ok(()) };
-    let (db, _url) = testing::fresh_postgres(&base, "positions").await?;
+    let Some(db) = postgres("positions").await? else { return Ok(()) };
     batches_count_applied_events_per_account_and_store_the_next_offset(db).await
 }
 
 #[tokio::test]
 async fn postgres_a_committed_batch_notifies_the_applied_channel() -> TestResult {
-    let Some(base) = testing::postgres_url() else { return Ok(()) };
-    let (db, _url) = testing::fresh_postgres(&base, "notify").await?;
+    let Some(db) = postgres("notify").await? else { return Ok(()) };
     let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(db.get_postgres_connection_pool()).await?;
     listener.listen(roster_store::write::APPLIED_CHANNEL).await?;
     let projector = Projector::new(db.clone(), None, ProjectorConfig::default());
@@ -117,7 +121,6 @@ async fn sqlite_events_of_a_recreated_topic_below_the_stored_position_are_applie
 
 #[tokio::test]
 async fn postgres_events_of_a_recreated_topic_below_the_stored_position_are_applied_once() -> TestResult {
-    let Some(base) = testing::postgres_url() else { return Ok(()) };
-    let (db, _url) = testing::fresh_postgres(&base, "recreated").await?;
+    let Some(db) = postgres("recreated").await? else { return Ok(()) };
     events_of_a_recreated_topic_below_the_stored_position_are_applied_once(db).await
 }
