@@ -1,4 +1,4 @@
-//! The write-back cache of a batch's user and group rows.
+//! The write-back cache of a batch's user and group rows, and its held membership changes.
 //!
 //! Entra's incremental cycles are mostly PATCHes of users and groups, and each cost a lookup and
 //! an update of the resource's row. A batch loads the rows its events name with one query per
@@ -105,6 +105,64 @@ impl<R: Clone> RowCache<R> {
     }
 }
 
+/// (account, group, member).
+type Membership = (String, String, String);
+
+/// The membership changes of a batch not yet written: Entra adds and removes members one PATCH
+/// at a time, and each was two statements of its own (the resolution and the write). The last
+/// change of a membership wins, which is what applying them in order leaves: an add keeps a row
+/// that is already there, a removal ignores one that is not. Whatever reads the members table
+/// runs after [`MemberChanges::take`] is written; whatever deletes memberships outside it drops
+/// the changes it supersedes first ([`MemberChanges::drop_group`], [`MemberChanges::drop_member`]).
+#[derive(Debug, Default)]
+pub(crate) struct MemberChanges {
+    /// `Some(type)`: added; `None`: removed.
+    changes: BTreeMap<Membership, Option<&'static str>>,
+}
+
+/// One account's changes to write: adds as (group, member, type), removals as (group, member).
+pub(crate) type AccountMemberChanges = (Vec<(String, String, &'static str)>, Vec<(String, String)>);
+
+impl MemberChanges {
+    /// Records an added membership.
+    pub(crate) fn add(&mut self, account: &str, group: &str, member: &str, kind: &'static str) {
+        self.changes.insert((account.to_string(), group.to_string(), member.to_string()), Some(kind));
+    }
+
+    /// Records a removed membership.
+    pub(crate) fn remove(&mut self, account: &str, group: &str, member: &str) {
+        self.changes.insert((account.to_string(), group.to_string(), member.to_string()), None);
+    }
+
+    /// Forgets the changes to a group's members: all of them are about to be deleted.
+    pub(crate) fn drop_group(&mut self, account: &str, group: &str) {
+        self.changes.retain(|(a, g, _), _| !(a == account && g == group));
+    }
+
+    /// Forgets the changes naming this resource as a member: its memberships are about to be deleted.
+    pub(crate) fn drop_member(&mut self, account: &str, member: &str) {
+        self.changes.retain(|(a, _, m), _| !(a == account && m == member));
+    }
+
+    /// Whether there is nothing to write.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The changes to write, per account, in a stable order; they count as written from now on.
+    pub(crate) fn take(&mut self) -> BTreeMap<String, AccountMemberChanges> {
+        let mut out: BTreeMap<String, AccountMemberChanges> = BTreeMap::new();
+        for ((account, group, member), change) in std::mem::take(&mut self.changes) {
+            let (adds, removes) = out.entry(account).or_default();
+            match change {
+                Some(kind) => adds.push((group, member, kind)),
+                None => removes.push((group, member)),
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +222,60 @@ mod tests {
         let d = c.take_dirty();
         assert_eq!(d["a"], vec![3, 2]);
         assert_eq!(d["b"], vec![1]);
+    }
+
+    fn strings(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn the_last_change_of_a_membership_wins() {
+        let mut m = MemberChanges::default();
+        m.add("a", "g", "u1", "User");
+        m.remove("a", "g", "u1");
+        m.remove("a", "g", "u2");
+        m.add("a", "g", "u2", "User");
+        let out = m.take();
+        assert_eq!(out["a"].0, vec![("g".to_string(), "u2".to_string(), "User")]);
+        assert_eq!(out["a"].1, strings(&[("g", "u1")]));
+        assert!(m.is_empty(), "taken changes count as written");
+    }
+
+    #[test]
+    fn member_changes_are_grouped_by_account() {
+        let mut m = MemberChanges::default();
+        m.add("b", "g", "u", "User");
+        m.remove("a", "g", "u");
+        let out = m.take();
+        assert_eq!(out.len(), 2);
+        assert!(out["a"].0.is_empty() && out["b"].1.is_empty());
+    }
+
+    #[test]
+    fn dropping_a_group_keeps_the_changes_of_other_groups_and_accounts() {
+        let mut m = MemberChanges::default();
+        m.add("a", "g1", "u", "User");
+        m.remove("a", "g1", "v");
+        m.add("a", "g2", "u", "User");
+        m.add("b", "g1", "u", "User");
+        m.drop_group("a", "g1");
+        let out = m.take();
+        assert_eq!(out["a"].0, vec![("g2".to_string(), "u".to_string(), "User")]);
+        assert!(out["a"].1.is_empty());
+        assert_eq!(out["b"].0.len(), 1);
+    }
+
+    #[test]
+    fn dropping_a_member_forgets_it_in_every_group_of_its_account_only() {
+        let mut m = MemberChanges::default();
+        m.add("a", "g1", "u", "User");
+        m.remove("a", "g2", "u");
+        m.add("a", "g1", "v", "User");
+        m.add("b", "g1", "u", "User");
+        m.drop_member("a", "u");
+        let out = m.take();
+        assert_eq!(out["a"].0, vec![("g1".to_string(), "v".to_string(), "User")]);
+        assert!(out["a"].1.is_empty());
+        assert_eq!(out["b"].0.len(), 1);
     }
 }

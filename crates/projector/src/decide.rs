@@ -13,7 +13,7 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::cache::RowCache;
+use crate::cache::{MemberChanges, RowCache};
 
 type Decision = Result<Outcome, ScimError>;
 
@@ -59,6 +59,12 @@ pub struct ApplyContext {
     users: Option<RowCache<UserRow>>,
     /// The batch's group rows, likewise.
     groups: Option<RowCache<GroupRow>>,
+    /// The batch's membership changes not yet written, when the batch prefetched.
+    members: Option<MemberChanges>,
+    /// What the ids the batch's member changes name are, looked up before the batch applies and
+    /// kept exact by its creates and deletions: (account, id) → `User`, `Group` or `None` (no
+    /// such resource). An id not in it is looked up when needed.
+    kinds: HashMap<(String, String), Option<&'static str>>,
 }
 
 /// A user as a license change sees it: (active, license).
@@ -297,7 +303,16 @@ impl ApplyContext {
     pub async fn prefetch<C: ConnectionTrait>(&mut self, c: &C, batch: &[&Record]) -> Result<(), StoreError> {
         let mut users: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for env in batch.iter().filter_map(|r| r.envelope.as_ref().ok()) {
+            let named = members.entry(env.account_id.as_str()).or_default();
+            match &env.payload {
+                Payload::GroupCreated { members, .. } | Payload::GroupReplaced { members, .. } => {
+                    named.extend(members.iter().map(|m| m.value.as_str()));
+                }
+                Payload::GroupPatched { patch, .. } => patch_values(patch, named),
+                _ => {}
+            }
             let ids = match env.payload {
                 Payload::UserPatched { .. } | Payload::UserReplaced { .. } | Payload::UserDeleted { .. } => &mut users,
                 Payload::GroupPatched { .. } | Payload::GroupReplaced { .. } | Payload::GroupDeleted { .. } => {
@@ -319,9 +334,150 @@ impl ApplyContext {
             let rows = write::find_groups(c, account, &ids).await?;
             group_cache.load(account, ids, rows, |g| g.id.as_str());
         }
+        for (account, ids) in members {
+            let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+            let found = write::resource_kinds(c, account, &ids).await?;
+            for id in ids {
+                let kind = found.get(&id).copied();
+                self.kinds.insert((account.to_string(), id), kind);
+            }
+        }
         self.users = Some(user_cache);
         self.groups = Some(group_cache);
+        self.members = Some(MemberChanges::default());
         Ok(())
+    }
+
+    /// Resolves member ids to their kinds; any id that is not a user or group of this account (or
+    /// is the group itself) rejects the whole request.
+    async fn resolve_members<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        group_id: &str,
+        ids: &[String],
+    ) -> Result<Result<Vec<(String, &'static str)>, ScimError>, StoreError> {
+        if ids.iter().any(|id| id == group_id) {
+            return Ok(Err(ScimError::invalid_value("a group cannot be a member of itself")));
+        }
+        let unknown: Vec<String> =
+            ids.iter().filter(|id| !self.kinds.contains_key(&(account.to_string(), (*id).clone()))).cloned().collect();
+        if !unknown.is_empty() {
+            let found = write::resource_kinds(c, account, &unknown).await?;
+            for id in unknown {
+                let kind = found.get(&id).copied();
+                self.kinds.insert((account.to_string(), id), kind);
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.kinds.get(&(account.to_string(), id.clone())).copied().flatten() {
+                Some(k) => out.push((id.clone(), k)),
+                None => {
+                    return Ok(Err(ScimError::invalid_value(format!(
+                        "member {id:?} does not exist in this account; no change was made"
+                    ))));
+                }
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    /// A resource was created or deleted: keeps the looked-up kinds exact. A group wins over a
+    /// user of the same id, as in [`write::resource_kinds`]; a deletion forgets the id, since
+    /// the other kind may still hold it.
+    fn resource_changed(&mut self, account: &str, id: &str, created: Option<&'static str>) {
+        let key = (account.to_string(), id.to_string());
+        match created {
+            Some("Group") => {
+                self.kinds.insert(key, Some("Group"));
+            }
+            Some(kind) => {
+                if let Some(known) = self.kinds.get_mut(&key)
+                    && *known != Some("Group")
+                {
+                    *known = Some(kind);
+                }
+            }
+            None => {
+                self.kinds.remove(&key);
+            }
+        }
+    }
+
+    /// Adds memberships: held with the batch's other member changes, or written at once.
+    async fn add_members<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        group: &str,
+        rows: &[(String, &'static str)],
+    ) -> Result<(), StoreError> {
+        match self.members.as_mut() {
+            Some(m) => {
+                for (id, kind) in rows {
+                    m.add(account, group, id, kind);
+                }
+                Ok(())
+            }
+            None => write::add_members(c, account, group, rows).await,
+        }
+    }
+
+    /// Removes memberships: held with the batch's other member changes, or written at once.
+    async fn remove_members<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        group: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        match self.members.as_mut() {
+            Some(m) => {
+                for id in ids {
+                    m.remove(account, group, id);
+                }
+                Ok(())
+            }
+            None => write::remove_members(c, account, group, ids).await,
+        }
+    }
+
+    /// Removes every member of a group; the held changes to its members go with them.
+    async fn remove_all_members<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        group: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(m) = self.members.as_mut() {
+            m.drop_group(account, group);
+        }
+        write::remove_all_members(c, account, group).await
+    }
+
+    /// Writes the held membership changes: before anything reads the members table, and at the
+    /// end of the batch.
+    pub async fn write_members<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
+        let Some(m) = self.members.as_mut().filter(|m| !m.is_empty()) else { return Ok(()) };
+        for (account, (adds, removes)) in m.take() {
+            let adds: Vec<(&str, &str, &'static str)> =
+                adds.iter().map(|(g, id, kind)| (g.as_str(), id.as_str(), *kind)).collect();
+            let removes: Vec<(&str, &str)> = removes.iter().map(|(g, id)| (g.as_str(), id.as_str())).collect();
+            write::change_members(c, &account, &adds, &removes).await?;
+        }
+        Ok(())
+    }
+
+    /// The user members of a group as the database holds them, after the held changes.
+    async fn user_members<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        group: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write_members(c).await?;
+        user_members(c, account, group).await
     }
 
     /// A user or group as the events applied so far left it.
@@ -494,6 +650,16 @@ pub async fn apply_event<C: ConnectionTrait>(
         Payload::LicenseHoldResolved { hold_id, confirm } => hold_resolved(c, env, hold_id, *confirm).await?,
     };
     let applied = decision.as_ref().is_ok_and(|o| o.status < 300);
+    if applied {
+        match &env.payload {
+            Payload::UserCreated { .. } => ctx.resource_changed(account, &env.resource_id, Some("User")),
+            Payload::GroupCreated { .. } => ctx.resource_changed(account, &env.resource_id, Some("Group")),
+            Payload::UserDeleted { .. } | Payload::GroupDeleted { .. } => {
+                ctx.resource_changed(account, &env.resource_id, None);
+            }
+            _ => {}
+        }
+    }
     match &env.payload {
         Payload::UserCreated { .. }
         | Payload::UserReplaced { .. }
@@ -683,6 +849,9 @@ async fn user_deleted<C: ConnectionTrait>(
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
     }
+    if let Some(m) = ctx.members.as_mut() {
+        m.drop_member(&env.account_id, &env.resource_id);
+    }
     write::delete_user(c, &env.account_id, &env.resource_id).await?;
     ctx.changed_elsewhere::<UserRow>(&env.account_id, &env.resource_id, true);
     // The seat went with the row; a pin for a user that no longer exists is meaningless.
@@ -690,30 +859,24 @@ async fn user_deleted<C: ConnectionTrait>(
     Ok(ok(204, None))
 }
 
-/// Resolves member ids to their kinds; any id that is not a user or group of this account (or is
-/// the group itself) rejects the whole request.
-async fn resolve_members<C: ConnectionTrait>(
-    c: &C,
-    account: &str,
-    group_id: &str,
-    ids: &[String],
-) -> Result<Result<Vec<(String, &'static str)>, ScimError>, StoreError> {
-    if ids.iter().any(|id| id == group_id) {
-        return Ok(Err(ScimError::invalid_value("a group cannot be a member of itself")));
-    }
-    let kinds = write::resource_kinds(c, account, ids).await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        match kinds.get(id) {
-            Some(k) => out.push((id.clone(), *k)),
-            None => {
-                return Ok(Err(ScimError::invalid_value(format!(
-                    "member {id:?} does not exist in this account; no change was made"
-                ))));
+/// Every string a PATCH body holds under a `value` key, at any depth: a superset of the member
+/// ids its operations add, for [`ApplyContext::prefetch`] to look up with the batch's others. An
+/// id it misses is looked up when the event applies; one it adds costs nothing.
+fn patch_values<'a>(patch: &'a Value, out: &mut BTreeSet<&'a str>) {
+    match patch {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match v {
+                    Value::String(s) if k.eq_ignore_ascii_case("value") => {
+                        out.insert(s.as_str());
+                    }
+                    _ => patch_values(v, out),
+                }
             }
         }
+        Value::Array(items) => items.iter().for_each(|v| patch_values(v, out)),
+        _ => {}
     }
-    Ok(Ok(out))
 }
 
 fn member_ids(members: &[Member]) -> Vec<String> {
@@ -743,14 +906,14 @@ async fn group_created<C: ConnectionTrait>(
     if let Err(e) = ensure_group_name_free(c, account, &group_name_of(attrs), "").await? {
         return Ok(Err(e));
     }
-    let resolved = match resolve_members(c, account, &env.resource_id, &member_ids(members)).await? {
+    let resolved = match ctx.resolve_members(c, account, &env.resource_id, &member_ids(members)).await? {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
     let row = GroupRow::from_attributes(env.resource_id.clone(), attrs.clone(), env.time.clone(), env.time.clone(), 1);
     write::insert_group(c, account, &row).await?;
     ctx.changed_elsewhere::<GroupRow>(account, &row.id, false);
-    write::add_members(c, account, &row.id, &resolved).await?;
+    ctx.add_members(c, account, &row.id, &resolved).await?;
     ctx.touch(account, resolved.into_iter().filter(|(_, k)| *k == "User").map(|(id, _)| id));
     Ok(ok(201, Some(1)))
 }
@@ -774,19 +937,19 @@ async fn group_replaced<C: ConnectionTrait>(
     if let Err(e) = ensure_group_name_free(c, account, &group_name_of(attrs), &current.id).await? {
         return Ok(Err(e));
     }
-    let resolved = match resolve_members(c, account, &current.id, &member_ids(members)).await? {
+    let resolved = match ctx.resolve_members(c, account, &current.id, &member_ids(members)).await? {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
     let version = current.version + 1;
     let row = GroupRow::from_attributes(current.id.clone(), attrs.clone(), current.created, env.time.clone(), version);
     if ctx.is_licensed(account) {
-        let before = user_members(c, account, &row.id).await?;
+        let before = ctx.user_members(c, account, &row.id).await?;
         ctx.touch(account, before);
         ctx.touch(account, resolved.iter().filter(|(_, k)| *k == "User").map(|(id, _)| id.clone()));
     }
-    write::remove_all_members(c, account, &row.id).await?;
-    write::add_members(c, account, &row.id, &resolved).await?;
+    ctx.remove_all_members(c, account, &row.id).await?;
+    ctx.add_members(c, account, &row.id, &resolved).await?;
     ctx.put(c, account, row).await?;
     Ok(ok(200, Some(version)))
 }
@@ -836,7 +999,7 @@ async fn group_patched<C: ConnectionTrait>(
     let mut added = added;
     added.sort();
     added.dedup();
-    let kinds = match resolve_members(c, account, &current.id, &added).await? {
+    let kinds = match ctx.resolve_members(c, account, &current.id, &added).await? {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
@@ -857,7 +1020,7 @@ async fn group_patched<C: ConnectionTrait>(
         };
         let wholesale = ops.iter().any(|op| matches!(op, MemberOp::RemoveAll | MemberOp::Replace(_)));
         if renamed || wholesale {
-            let before = user_members(c, account, &current.id).await?;
+            let before = ctx.user_members(c, account, &current.id).await?;
             ctx.touch(account, before);
         }
         for op in &ops {
@@ -866,6 +1029,7 @@ async fn group_patched<C: ConnectionTrait>(
                 MemberOp::Remove(ids) => ctx.touch(account, ids.iter().cloned()),
                 MemberOp::RemoveAll => {}
                 MemberOp::RemoveMatching(filter) => {
+                    ctx.write_members(c).await?;
                     let matching = matching_members(c, account, &current.id, filter).await?;
                     ctx.touch(account, matching);
                 }
@@ -877,19 +1041,20 @@ async fn group_patched<C: ConnectionTrait>(
             MemberOp::Add(refs) => {
                 let rows: Vec<(String, &'static str)> =
                     refs_ids(refs).into_iter().filter_map(|id| kind_of(&id).map(|k| (id, k))).collect();
-                write::add_members(c, account, &current.id, &rows).await?;
+                ctx.add_members(c, account, &current.id, &rows).await?;
             }
             MemberOp::Replace(refs) => {
-                write::remove_all_members(c, account, &current.id).await?;
+                ctx.remove_all_members(c, account, &current.id).await?;
                 let rows: Vec<(String, &'static str)> =
                     refs_ids(refs).into_iter().filter_map(|id| kind_of(&id).map(|k| (id, k))).collect();
-                write::add_members(c, account, &current.id, &rows).await?;
+                ctx.add_members(c, account, &current.id, &rows).await?;
             }
-            MemberOp::Remove(ids) => write::remove_members(c, account, &current.id, ids).await?,
-            MemberOp::RemoveAll => write::remove_all_members(c, account, &current.id).await?,
+            MemberOp::Remove(ids) => ctx.remove_members(c, account, &current.id, ids).await?,
+            MemberOp::RemoveAll => ctx.remove_all_members(c, account, &current.id).await?,
             MemberOp::RemoveMatching(filter) => {
+                ctx.write_members(c).await?;
                 let matching = matching_members(c, account, &current.id, filter).await?;
-                write::remove_members(c, account, &current.id, &matching).await?;
+                ctx.remove_members(c, account, &current.id, &matching).await?;
             }
         }
     }
@@ -932,8 +1097,12 @@ async fn group_deleted<C: ConnectionTrait>(
     }
     // Only a group the policy names can have given its members a license.
     if ctx.is_licensed(&env.account_id) && ctx.policy(c, &env.account_id).await?.names_group(&current.display_name) {
-        let before = user_members(c, &env.account_id, &env.resource_id).await?;
+        let before = ctx.user_members(c, &env.account_id, &env.resource_id).await?;
         ctx.touch(&env.account_id, before);
+    }
+    if let Some(m) = ctx.members.as_mut() {
+        m.drop_group(&env.account_id, &env.resource_id);
+        m.drop_member(&env.account_id, &env.resource_id);
     }
     write::delete_group(c, &env.account_id, &env.resource_id).await?;
     ctx.changed_elsewhere::<GroupRow>(&env.account_id, &env.resource_id, true);

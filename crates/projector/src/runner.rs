@@ -367,6 +367,7 @@ impl Projector {
         ctx.flush(txn).await?;
         ctx.write_users(txn).await?;
         ctx.write_groups(txn).await?;
+        ctx.write_members(txn).await?;
         outcomes::insert_many(txn, &decisions).await?;
         for (account, users) in marks {
             let users: Vec<(String, i64)> = users.into_iter().collect();

@@ -1,5 +1,6 @@
 //! The projector applies a run of `user.created` events with one lookup and one multi-row insert,
-//! a batch's user and group changes against one lookup with the rows written back together,
+//! a batch's user and group changes against one lookup with the rows written back together, its
+//! member changes resolved against one lookup and written together,
 //! and a run of `license.changed` events with one lookup and one multi-row update; whatever the
 //! batch boundaries, every decision and the resulting users equal applying the same events one by
 //! one with a query per check.
@@ -22,6 +23,10 @@ const ACCOUNTS: [&str; 2] = ["acc-a", "acc-b"];
 /// Groups and their names (two differing only in case).
 const GIDS: [&str; 3] = ["g1", "g2", "g3"];
 const GROUP_NAMES: [&str; 4] = ["devs", "DEVS", "ops", "qa"];
+
+/// What a group's member may name: a user or a group (itself included). An index past the end
+/// names no member.
+const MEMBERS: [&str; 7] = ["u1", "u2", "u3", "u4", "g1", "g2", "g3"];
 
 /// Licenses a change may name: `None` (no license), a limited one, an unlimited one, an undefined one.
 const LICENSES: [Option<&str>; 4] = [None, Some("developer"), Some("read_only"), Some("nonexistent")];
@@ -63,10 +68,12 @@ enum Op {
         from: usize,
         to: usize,
     },
+    /// A create, with the member `MEMBERS[member]` when there is one.
     GroupCreate {
         account: usize,
         group: usize,
         name: usize,
+        member: usize,
     },
     /// A rename, with `If-Match: W/"n"` when `if_match` is 1 to 3 (0 sends none).
     GroupRename {
@@ -75,21 +82,28 @@ enum Op {
         name: usize,
         if_match: u64,
     },
+    /// An add of `MEMBERS[member]`, and of `MEMBERS[second]` when there is one.
     GroupAdd {
         account: usize,
         group: usize,
-        user: usize,
+        member: usize,
+        second: usize,
     },
     GroupRemove {
         account: usize,
         group: usize,
-        user: usize,
+        member: usize,
+    },
+    /// A removal of every member.
+    GroupClear {
+        account: usize,
+        group: usize,
     },
     GroupPut {
         account: usize,
         group: usize,
         name: usize,
-        user: usize,
+        member: usize,
     },
     GroupDelete {
         account: usize,
@@ -107,13 +121,16 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(account, id, display, if_match)| Op::Touch { account, id, display, if_match }),
         1 => (0..2usize, 0..3u64).prop_map(|(account, developer_seats)| Op::Policy { account, developer_seats }),
         8 => (0..2usize, 0..4usize, 0..3usize, 0..4usize).prop_map(|(account, id, from, to)| Op::License { account, id, from, to }),
-        3 => (0..2usize, 0..3usize, 0..4usize).prop_map(|(account, group, name)| Op::GroupCreate { account, group, name }),
+        3 => (0..2usize, 0..3usize, 0..4usize, 0..10usize)
+            .prop_map(|(account, group, name, member)| Op::GroupCreate { account, group, name, member }),
         3 => (0..2usize, 0..3usize, 0..4usize, 0..4u64)
             .prop_map(|(account, group, name, if_match)| Op::GroupRename { account, group, name, if_match }),
-        4 => (0..2usize, 0..3usize, 0..4usize).prop_map(|(account, group, user)| Op::GroupAdd { account, group, user }),
-        2 => (0..2usize, 0..3usize, 0..4usize).prop_map(|(account, group, user)| Op::GroupRemove { account, group, user }),
-        1 => (0..2usize, 0..3usize, 0..4usize, 0..4usize)
-            .prop_map(|(account, group, name, user)| Op::GroupPut { account, group, name, user }),
+        5 => (0..2usize, 0..3usize, 0..7usize, 0..10usize)
+            .prop_map(|(account, group, member, second)| Op::GroupAdd { account, group, member, second }),
+        3 => (0..2usize, 0..3usize, 0..7usize).prop_map(|(account, group, member)| Op::GroupRemove { account, group, member }),
+        1 => (0..2usize, 0..3usize).prop_map(|(account, group)| Op::GroupClear { account, group }),
+        1 => (0..2usize, 0..3usize, 0..4usize, 0..7usize)
+            .prop_map(|(account, group, name, member)| Op::GroupPut { account, group, name, member }),
         1 => (0..2usize, 0..3usize).prop_map(|(account, group)| Op::GroupDelete { account, group }),
     ]
 }
@@ -129,23 +146,35 @@ fn group_event(op: &Op) -> Option<(usize, usize, Payload)> {
         _ => Map::new(),
     };
     Some(match *op {
-        Op::GroupCreate { account, group, name } => {
-            (account, group, Payload::GroupCreated { attributes: attrs(name), members: Vec::new() })
+        Op::GroupCreate { account, group, name, member } => {
+            let members =
+                MEMBERS.get(member).map(|m| roster_events::Member { value: (*m).into() }).into_iter().collect();
+            (account, group, Payload::GroupCreated { attributes: attrs(name), members })
         }
         Op::GroupRename { account, group, name, if_match } => {
             let patch = group_patch(json!([{"op": "replace", "path": "displayName", "value": GROUP_NAMES[name]}]));
             (account, group, Payload::GroupPatched { patch, if_match: (if_match > 0).then_some(if_match) })
         }
-        Op::GroupAdd { account, group, user } => {
-            let patch = group_patch(json!([{"op": "add", "path": "members", "value": [{"value": IDS[user]}]}]));
+        Op::GroupAdd { account, group, member, second } => {
+            let values: Vec<serde_json::Value> = [Some(MEMBERS[member]), MEMBERS.get(second).copied()]
+                .into_iter()
+                .flatten()
+                .map(|v| json!({"value": v}))
+                .collect();
+            let patch = group_patch(json!([{"op": "add", "path": "members", "value": values}]));
             (account, group, Payload::GroupPatched { patch, if_match: None })
         }
-        Op::GroupRemove { account, group, user } => {
-            let patch = group_patch(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", IDS[user])}]));
+        Op::GroupRemove { account, group, member } => {
+            let patch =
+                group_patch(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", MEMBERS[member])}]));
             (account, group, Payload::GroupPatched { patch, if_match: None })
         }
-        Op::GroupPut { account, group, name, user } => {
-            let members = vec![roster_events::Member { value: IDS[user].into() }];
+        Op::GroupClear { account, group } => {
+            let patch = group_patch(json!([{"op": "remove", "path": "members"}]));
+            (account, group, Payload::GroupPatched { patch, if_match: None })
+        }
+        Op::GroupPut { account, group, name, member } => {
+            let members = vec![roster_events::Member { value: MEMBERS[member].into() }];
             (account, group, Payload::GroupReplaced { attributes: attrs(name), members, if_match: None })
         }
         Op::GroupDelete { account, group } => (account, group, Payload::GroupDeleted { if_match: None }),
@@ -293,7 +322,7 @@ async fn one_by_one(events: &[Envelope]) -> Applied {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn runs_of_creates_license_changes_and_cached_user_and_group_changes_decide_exactly_as_one_event_at_a_time(
@@ -407,15 +436,15 @@ async fn a_create_may_not_take_the_user_name_a_rename_held_in_the_cache_took() {
 #[tokio::test]
 async fn a_group_name_freed_by_a_rename_earlier_in_the_batch_can_be_taken() {
     let events: Vec<Envelope> = [
-        Op::GroupCreate { account: 0, group: 0, name: 0 },
-        Op::GroupCreate { account: 0, group: 1, name: 2 },
+        Op::GroupCreate { account: 0, group: 0, name: 0, member: 9 },
+        Op::GroupCreate { account: 0, group: 1, name: 2, member: 9 },
         // g1 leaves "devs" for "qa"; the rename waits in the batch's group cache.
         Op::GroupRename { account: 0, group: 0, name: 3, if_match: 0 },
         // g2 takes "DEVS": free, although the database still says g1 holds it until written back.
         Op::GroupRename { account: 0, group: 1, name: 1, if_match: 0 },
         // And g1 takes "ops", which g2 has left; a new group cannot take "devs" from g2.
         Op::GroupRename { account: 0, group: 0, name: 2, if_match: 0 },
-        Op::GroupCreate { account: 0, group: 2, name: 0 },
+        Op::GroupCreate { account: 0, group: 2, name: 0, member: 9 },
     ]
     .iter()
     .map(envelope)

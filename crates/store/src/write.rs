@@ -554,6 +554,47 @@ pub async fn remove_members<C: ConnectionTrait>(
     Ok(())
 }
 
+/// A batch's membership changes of one account, written together: `adds` as (group, member,
+/// type), kept as they are when already there, and `removes` as (group, member), absent ones
+/// ignored. The projector holds a batch's member changes and writes them with this instead of
+/// two statements per PATCH. A membership is in at most one of the two lists.
+pub async fn change_members<C: ConnectionTrait>(
+    c: &C,
+    account: &str,
+    adds: &[(&str, &str, &'static str)],
+    removes: &[(&str, &str)],
+) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    for chunk in adds.chunks(500) {
+        let sql = format!(
+            "INSERT INTO scim_members (account_id, group_id, member_id, member_type) VALUES {} \
+             ON CONFLICT (account_id, group_id, member_id) DO NOTHING",
+            value_rows(chunk.len(), 4)
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 4);
+        for (group, member, kind) in chunk {
+            values.extend([account.into(), (*group).into(), (*member).into(), (*kind).into()]);
+        }
+        c.execute_raw(stmt(b, &sql, values)).await?;
+    }
+    for chunk in removes.chunks(IN_CHUNK) {
+        // `IN (VALUES …)` would keep SQLite to the account's part of the key, a walk over all its
+        // memberships; a subquery of the values lets it look each one up.
+        let sql = format!(
+            "DELETE FROM scim_members WHERE account_id = ? AND (group_id, member_id) IN \
+             (SELECT column1, column2 FROM (VALUES {}) AS v)",
+            value_rows(chunk.len(), 2)
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2 + 1);
+        values.push(account.into());
+        for (group, member) in chunk {
+            values.extend([(*group).into(), (*member).into()]);
+        }
+        c.execute_raw(stmt(b, &sql, values)).await?;
+    }
+    Ok(())
+}
+
 /// Removes every member of a group.
 pub async fn remove_all_members<C: ConnectionTrait>(c: &C, account: &str, group: &str) -> Result<(), StoreError> {
     let b = c.get_database_backend();

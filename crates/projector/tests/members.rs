@@ -1,0 +1,115 @@
+//! A batch holds its membership changes and writes them together at its end: what the members
+//! table holds afterwards is the last change of each membership, on SQLite and on Postgres.
+
+mod support;
+use support::user_created;
+
+use roster_db::{Db, testing};
+use roster_eventlog::{Position, Record};
+use roster_events::{Envelope, Member, Payload, ResourceType};
+use roster_projector::{Projector, ProjectorConfig};
+use roster_scim::schema::PATCH_OP_SCHEMA;
+use serde_json::{Value, json};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn records(first: i64, events: &[Envelope]) -> Vec<Record> {
+    events
+        .iter()
+        .zip(first..)
+        .map(|(env, offset)| Record { position: Position { partition: 0, offset }, envelope: Ok(env.clone()) })
+        .collect()
+}
+
+fn group_event(id: &str, payload: Payload) -> Envelope {
+    let mut env = user_created("unused@x");
+    env.resource_type = ResourceType::Group;
+    env.resource_id = id.into();
+    env.payload = payload;
+    env
+}
+
+fn group_created(id: &str, name: &str, members: &[&str]) -> Envelope {
+    let attributes = match json!({"displayName": name}) {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    let members = members.iter().map(|m| Member { value: (*m).into() }).collect();
+    group_event(id, Payload::GroupCreated { attributes, members })
+}
+
+fn group_patched(id: &str, operations: Value) -> Envelope {
+    let patch = json!({"schemas": [PATCH_OP_SCHEMA], "Operations": operations});
+    group_event(id, Payload::GroupPatched { patch, if_match: None })
+}
+
+fn add(id: &str, members: &[&str]) -> Envelope {
+    let values: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+    group_patched(id, json!([{"op": "add", "path": "members", "value": values}]))
+}
+
+fn remove(id: &str, member: &str) -> Envelope {
+    group_patched(id, json!([{"op": "remove", "path": format!("members[value eq \"{member}\"]")}]))
+}
+
+async fn members(db: &Db, group: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let mut ids: Vec<String> =
+        roster_store::read::group_members(db, "acc", group).await?.into_iter().map(|m| m.value).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+async fn a_batch_of_member_changes_leaves_the_last_change_of_each_membership(db: Db) -> TestResult {
+    let projector = Projector::new(db.clone(), None, ProjectorConfig::default());
+    let users: Vec<Envelope> = ["a@x", "b@x", "c@x", "d@x"].iter().map(|n| user_created(n)).collect();
+    let [u1, u2, u3, u4] = [0, 1, 2, 3].map(|i| users[i].resource_id.clone());
+    let mut setup = users.clone();
+    setup.push(group_created("g1", "devs", &[&u4]));
+    setup.push(group_created("g2", "ops", &[&u3]));
+    projector.apply_batch(0, &records(1, &setup)).await?;
+
+    let batch = [
+        add("g1", &[&u1, &u2]),
+        add("g2", &[&u1, "g1"]),
+        remove("g1", &u2),
+        add("g1", &[&u3]),
+        remove("g2", &u1),
+        add("g2", &[&u1]),
+        // Rejected as a whole: one of its members does not exist, so u2 stays out of g2.
+        add("g2", &[&u2, "nobody"]),
+        // The user is deleted with its memberships, including the one added in this batch.
+        {
+            let mut env = user_created("d@x");
+            env.resource_id = u4.clone();
+            env.payload = Payload::UserDeleted { if_match: None };
+            env
+        },
+        remove("g2", "g3"),
+        // A membership from before the batch.
+        remove("g2", &u3),
+    ];
+    let result = projector.apply_batch(0, &records(setup.len() as i64 + 1, &batch)).await?;
+    let statuses: Vec<u16> = result.outcomes.iter().map(|(_, o)| o.status).collect();
+    assert_eq!(statuses, vec![204, 204, 204, 204, 204, 204, 400, 204, 204, 204]);
+
+    let mut g1 = vec![u1.clone(), u3.clone()];
+    g1.sort();
+    assert_eq!(members(&db, "g1").await?, g1);
+    let mut g2 = vec![u1.clone(), "g1".to_string()];
+    g2.sort();
+    assert_eq!(members(&db, "g2").await?, g2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_a_batch_of_member_changes_leaves_the_last_change_of_each_membership() -> TestResult {
+    let (db, _url) = testing::fresh_sqlite("members").await?;
+    a_batch_of_member_changes_leaves_the_last_change_of_each_membership(db).await
+}
+
+#[tokio::test]
+async fn postgres_a_batch_of_member_changes_leaves_the_last_change_of_each_membership() -> TestResult {
+    let Some(base) = testing::postgres_url() else { return Ok(()) };
+    let (db, _url) = testing::fresh_postgres(&base, "members").await?;
+    a_batch_of_member_changes_leaves_the_last_change_of_each_membership(db).await
+}
