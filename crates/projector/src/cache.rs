@@ -4,10 +4,10 @@
 //! an update of the resource's row. A batch loads the rows its events name with one query per
 //! account before it applies, decides against them in memory and writes the changed ones back
 //! with multi-row updates. The cache is exact because of two rules its users keep:
-//! - whatever reads those rows' attributes from the database outside the cache (a name check, a
-//!   run of license changes, the seat guard) runs after the changed rows are written back; a run
-//!   of creates asks the cache whether a held change moves one of its userNames, and writes back
-//!   first only then;
+//! - whatever reads those rows' attributes from the database outside the cache (a user's rename
+//!   check, a run of license changes, the seat guard) runs after the changed rows are written
+//!   back; a run of creates and a group's name check ask the cache whether a held change moves
+//!   one of their names, and write back first only then;
 //! - whatever writes those rows outside the cache (creates, license changes, deletions) tells the
 //!   cache, which forgets or drops the row.
 
@@ -23,11 +23,16 @@ pub(crate) struct RowCache<R> {
     rows: HashMap<Key, Option<R>>,
     /// Rows changed since they were last written back.
     dirty: BTreeSet<Key>,
+    /// The unique name of a row (a folded userName or displayName), when the cache indexes them.
+    name_of: Option<fn(&R) -> String>,
+    /// How many changed rows hold each (account, name): a name check asks it for every create
+    /// and rename, and a walk over the changed rows made that quadratic in a batch.
+    dirty_names: HashMap<Key, usize>,
 }
 
 impl<R> Default for RowCache<R> {
     fn default() -> Self {
-        Self { rows: HashMap::new(), dirty: BTreeSet::new() }
+        Self { rows: HashMap::new(), dirty: BTreeSet::new(), name_of: None, dirty_names: HashMap::new() }
     }
 }
 
@@ -36,6 +41,28 @@ fn key(account: &str, id: &str) -> Key {
 }
 
 impl<R: Clone> RowCache<R> {
+    /// A cache that can tell whether a changed row holds a name ([`Self::dirty_holds_name`]).
+    pub(crate) fn with_names(name_of: fn(&R) -> String) -> Self {
+        Self { name_of: Some(name_of), ..Self::default() }
+    }
+
+    /// Whether a changed row, not written back yet, holds this name in the account.
+    pub(crate) fn dirty_holds_name(&self, account: &str, name: &str) -> bool {
+        self.dirty_names.contains_key(&key(account, name))
+    }
+
+    /// Counts (`+1`) or uncounts (`-1`) the name of the dirty row under `k`.
+    fn count_name(&mut self, k: &Key, delta: isize) {
+        let Some(name_of) = self.name_of else { return };
+        let Some(Some(row)) = self.rows.get(k) else { return };
+        let name = (k.0.clone(), name_of(row));
+        let n = self.dirty_names.entry(name.clone()).or_default();
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            self.dirty_names.remove(&name);
+        }
+    }
+
     /// The row as the cache knows it: `None` when the cache does not know the id.
     pub(crate) fn get(&self, account: &str, id: &str) -> Option<Option<R>> {
         self.rows.get(&key(account, id)).cloned()
@@ -67,7 +94,11 @@ impl<R: Clone> RowCache<R> {
     /// Stores a changed row, to be written back.
     pub(crate) fn put(&mut self, account: &str, id: &str, row: R) {
         let k = key(account, id);
+        if self.dirty.contains(&k) {
+            self.count_name(&k, -1);
+        }
         self.rows.insert(k.clone(), Some(row));
+        self.count_name(&k, 1);
         self.dirty.insert(k);
     }
 
@@ -75,7 +106,10 @@ impl<R: Clone> RowCache<R> {
     /// deleted (known absent). Any change the cache held for it is dropped.
     pub(crate) fn changed_elsewhere(&mut self, account: &str, id: &str, deleted: bool) {
         let k = key(account, id);
-        self.dirty.remove(&k);
+        if self.dirty.contains(&k) {
+            self.count_name(&k, -1);
+            self.dirty.remove(&k);
+        }
         if deleted {
             self.rows.insert(k, None);
         } else {
@@ -88,14 +122,10 @@ impl<R: Clone> RowCache<R> {
         self.dirty.contains(&key(account, id))
     }
 
-    /// The changed rows of an account that are not written back yet.
-    pub(crate) fn dirty_rows<'a>(&'a self, account: &'a str) -> impl Iterator<Item = &'a R> + 'a {
-        self.dirty.iter().filter(move |(a, _)| a == account).filter_map(|k| self.rows.get(k).and_then(Option::as_ref))
-    }
-
     /// The rows to write back, per account, in a stable order; they count as written from now on.
     pub(crate) fn take_dirty(&mut self) -> BTreeMap<String, Vec<R>> {
         let mut out: BTreeMap<String, Vec<R>> = BTreeMap::new();
+        self.dirty_names.clear();
         for (account, id) in std::mem::take(&mut self.dirty) {
             if let Some(Some(row)) = self.rows.get(&(account.clone(), id)) {
                 out.entry(account).or_default().push(row.clone());
@@ -277,5 +307,41 @@ mod tests {
         assert_eq!(out["a"].0, vec![("g1".to_string(), "v".to_string(), "User")]);
         assert!(out["a"].1.is_empty());
         assert_eq!(out["b"].0.len(), 1);
+    }
+
+    fn named() -> RowCache<(String, u32)> {
+        RowCache::with_names(|r| r.0.to_lowercase())
+    }
+
+    #[test]
+    fn a_changed_row_holds_its_name_until_written_back() {
+        let mut c = named();
+        c.load("a", ["1"], vec![("Ann".to_string(), 1)], |_| "1");
+        assert!(!c.dirty_holds_name("a", "ann"), "a loaded row is in the database already");
+        c.put("a", "1", ("Ann".to_string(), 2));
+        assert!(c.dirty_holds_name("a", "ann"));
+        assert!(!c.dirty_holds_name("b", "ann"), "per account");
+        c.take_dirty();
+        assert!(!c.dirty_holds_name("a", "ann"));
+    }
+
+    #[test]
+    fn a_renamed_row_holds_only_its_new_name() {
+        let mut c = named();
+        c.put("a", "1", ("Ann".to_string(), 1));
+        c.put("a", "1", ("Bob".to_string(), 2));
+        assert!(!c.dirty_holds_name("a", "ann"));
+        assert!(c.dirty_holds_name("a", "bob"));
+    }
+
+    #[test]
+    fn a_name_two_changed_rows_held_stays_held_while_one_does() {
+        let mut c = named();
+        c.put("a", "1", ("Ann".to_string(), 1));
+        c.put("a", "2", ("ann".to_string(), 1));
+        c.changed_elsewhere("a", "1", true);
+        assert!(c.dirty_holds_name("a", "ann"));
+        c.changed_elsewhere("a", "2", false);
+        assert!(!c.dirty_holds_name("a", "ann"));
     }
 }

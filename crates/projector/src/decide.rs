@@ -250,6 +250,39 @@ impl ApplyContext {
         Ok(())
     }
 
+    /// Whether no group but `except` holds this displayName, case-insensitively. The database
+    /// answers; the cache's changed groups are written back first only when one of them makes
+    /// that answer stale (see [`Self::hides_group_name`]): a rename in a batch of member changes
+    /// then costs no write-back of the groups those changes touched.
+    async fn group_name_free<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        name: &str,
+        except: &str,
+    ) -> Result<Result<(), ScimError>, StoreError> {
+        let folded = fold(name);
+        let mut holder = write::group_id_by_name(c, account, &folded).await?;
+        if self.hides_group_name(account, &folded, holder.as_deref()) {
+            self.write_groups(c).await?;
+            holder = write::group_id_by_name(c, account, &folded).await?;
+        }
+        Ok(match holder {
+            Some(id) if id != except => Err(ScimError::uniqueness(format!(
+                "displayName {name:?} is already used by another group in this account"
+            ))),
+            _ => Ok(()),
+        })
+    }
+
+    /// Whether a group change held in the cache makes the database's answer about this folded
+    /// displayName stale: the group holding it in the database has a change waiting (it may have
+    /// been renamed away), or a changed group holds it now.
+    fn hides_group_name(&self, account: &str, folded: &str, holder: Option<&str>) -> bool {
+        let Some(cache) = self.groups.as_ref() else { return false };
+        holder.is_some_and(|h| cache.is_dirty(account, h)) || cache.dirty_holds_name(account, folded)
+    }
+
     /// Whether a user change held in the cache makes the database's answer about these folded
     /// userNames stale: a changed user holds one of them in the database (and may have renamed
     /// away from it), or now holds one of them in the cache. Otherwise a run of creates can be
@@ -257,9 +290,8 @@ impl ApplyContext {
     /// PATCHes then no longer cost a write-back each.
     fn hides_user_names(&self, account: &str, folded: &[&str], taken: &[(String, String)]) -> bool {
         let Some(cache) = self.users.as_ref() else { return false };
-        let asked: HashSet<&str> = folded.iter().copied().collect();
         taken.iter().any(|(_, holder)| cache.is_dirty(account, holder))
-            || cache.dirty_rows(account).any(|u| asked.contains(fold(&u.user_name).as_str()))
+            || folded.iter().any(|name| cache.dirty_holds_name(account, name))
     }
 
     /// Starts a run of `license.changed` events (see [`LicenseRun`]). Ends the current run first.
@@ -322,13 +354,13 @@ impl ApplyContext {
             };
             ids.entry(env.account_id.as_str()).or_default().insert(env.resource_id.as_str());
         }
-        let mut user_cache = RowCache::default();
+        let mut user_cache = RowCache::with_names(|u: &UserRow| fold(&u.user_name));
         for (account, ids) in users {
             let ids: Vec<&str> = ids.into_iter().collect();
             let rows = write::find_users(c, account, &ids).await?;
             user_cache.load(account, ids, rows, |u| u.id.as_str());
         }
-        let mut group_cache = RowCache::default();
+        let mut group_cache = RowCache::with_names(|g: &GroupRow| fold(&g.display_name));
         for (account, ids) in groups {
             let ids: Vec<&str> = ids.into_iter().collect();
             let rows = write::find_groups(c, account, &ids).await?;
@@ -532,8 +564,8 @@ impl ApplyContext {
         self.write_back::<UserRow, C>(c).await
     }
 
-    /// Writes back the changed group rows: before a group name check reads the database, and at
-    /// the end of the batch.
+    /// Writes back the changed group rows: before a group name check whose answer they make
+    /// stale, and at the end of the batch.
     pub async fn write_groups<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
         self.write_back::<GroupRow, C>(c).await
     }
@@ -704,20 +736,6 @@ async fn ensure_user_name_free<C: ConnectionTrait>(
     })
 }
 
-async fn ensure_group_name_free<C: ConnectionTrait>(
-    c: &C,
-    account: &str,
-    name: &str,
-    except: &str,
-) -> Result<Result<(), ScimError>, StoreError> {
-    Ok(match write::group_id_by_name(c, account, &fold(name)).await? {
-        Some(id) if id != except => {
-            Err(ScimError::uniqueness(format!("displayName {name:?} is already used by another group in this account")))
-        }
-        _ => Ok(()),
-    })
-}
-
 /// A create decided with a query per check: the path of an `apply_event` outside a run, and the
 /// reference `tests/batching.rs` holds [`CreateRun::create`] to.
 async fn user_created<C: ConnectionTrait>(
@@ -852,10 +870,9 @@ async fn user_deleted<C: ConnectionTrait>(
     if let Some(m) = ctx.members.as_mut() {
         m.drop_member(&env.account_id, &env.resource_id);
     }
+    // The seat goes with the row, and the pin with it.
     write::delete_user(c, &env.account_id, &env.resource_id).await?;
     ctx.changed_elsewhere::<UserRow>(&env.account_id, &env.resource_id, true);
-    // The seat went with the row; a pin for a user that no longer exists is meaningless.
-    licensing::remove_override(c, &env.account_id, &env.resource_id).await?;
     Ok(ok(204, None))
 }
 
@@ -901,9 +918,7 @@ async fn group_created<C: ConnectionTrait>(
     if ctx.row::<GroupRow, _>(c, account, &env.resource_id).await?.is_some() {
         return Ok(Err(ScimError::uniqueness(format!("a group with id {:?} already exists", env.resource_id))));
     }
-    // The name check reads the database: renames held in the cache must be there first.
-    ctx.write_groups(c).await?;
-    if let Err(e) = ensure_group_name_free(c, account, &group_name_of(attrs), "").await? {
+    if let Err(e) = ctx.group_name_free(c, account, &group_name_of(attrs), "").await? {
         return Ok(Err(e));
     }
     let resolved = match ctx.resolve_members(c, account, &env.resource_id, &member_ids(members)).await? {
@@ -933,8 +948,7 @@ async fn group_replaced<C: ConnectionTrait>(
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
     }
-    ctx.write_groups(c).await?;
-    if let Err(e) = ensure_group_name_free(c, account, &group_name_of(attrs), &current.id).await? {
+    if let Err(e) = ctx.group_name_free(c, account, &group_name_of(attrs), &current.id).await? {
         return Ok(Err(e));
     }
     let resolved = match ctx.resolve_members(c, account, &current.id, &member_ids(members)).await? {
@@ -982,11 +996,10 @@ async fn group_patched<C: ConnectionTrait>(
         Ok(ops) => ops,
         Err(e) => return Ok(Err(e)),
     };
-    if group_name_of(&attrs) != current.display_name {
-        ctx.write_groups(c).await?;
-        if let Err(e) = ensure_group_name_free(c, account, &group_name_of(&attrs), &current.id).await? {
-            return Ok(Err(e));
-        }
+    if group_name_of(&attrs) != current.display_name
+        && let Err(e) = ctx.group_name_free(c, account, &group_name_of(&attrs), &current.id).await?
+    {
+        return Ok(Err(e));
     }
     // Decide everything before writing anything: a request naming an unknown member changes nothing.
     let added: Vec<String> = ops

@@ -434,6 +434,29 @@ async fn a_create_may_not_take_the_user_name_a_rename_held_in_the_cache_took() {
 }
 
 #[tokio::test]
+async fn a_group_may_not_take_the_name_a_rename_held_in_the_cache_took() {
+    let events: Vec<Envelope> = [
+        Op::GroupCreate { account: 0, group: 0, name: 0, member: 9 },
+        Op::GroupCreate { account: 0, group: 1, name: 2, member: 9 },
+        // Next batch: g2 leaves "ops" for "qa"; the rename waits in the batch's group cache, so the
+        // database knows no holder of "qa" yet.
+        Op::GroupRename { account: 0, group: 1, name: 3, if_match: 0 },
+        Op::GroupCreate { account: 0, group: 2, name: 3, member: 9 },
+        // "ops" is free again, although the database still says g2 holds it.
+        Op::GroupRename { account: 0, group: 0, name: 2, if_match: 0 },
+    ]
+    .iter()
+    .map(envelope)
+    .collect();
+    let (outcomes, users, groups) = batched(&events, &[2]).await;
+    let statuses: Vec<u16> = outcomes.iter().map(|o| o.0).collect();
+    assert_eq!(statuses, vec![201, 201, 204, 409, 204], "{outcomes:?}");
+    let names: Vec<&str> = groups.iter().map(|g| g.2.as_str()).collect();
+    assert_eq!(names, vec!["ops", "qa"], "{groups:?}");
+    assert_eq!(one_by_one(&events).await, (outcomes, users, groups));
+}
+
+#[tokio::test]
 async fn a_group_name_freed_by_a_rename_earlier_in_the_batch_can_be_taken() {
     let events: Vec<Envelope> = [
         Op::GroupCreate { account: 0, group: 0, name: 0, member: 9 },

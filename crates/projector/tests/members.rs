@@ -1,5 +1,6 @@
 //! A batch holds its membership changes and writes them together at its end: what the members
-//! table holds afterwards is the last change of each membership, on SQLite and on Postgres.
+//! table holds afterwards is the last change of each membership, on SQLite and on Postgres. A
+//! deleted user leaves no membership and no license pin behind.
 
 mod support;
 use support::user_created;
@@ -112,4 +113,42 @@ async fn postgres_a_batch_of_member_changes_leaves_the_last_change_of_each_membe
     let Some(base) = testing::postgres_url() else { return Ok(()) };
     let (db, _url) = testing::fresh_postgres(&base, "members").await?;
     a_batch_of_member_changes_leaves_the_last_change_of_each_membership(db).await
+}
+
+async fn a_deleted_user_leaves_no_membership_and_no_pin(db: Db) -> TestResult {
+    let projector = Projector::new(db.clone(), None, ProjectorConfig::default());
+    let user = user_created("a@x");
+    let id = user.resource_id.clone();
+    let mut policy = user_created("unused@x");
+    policy.payload = Payload::LicensePolicySet {
+        policy: json!({"license_types": [{"name": "developer", "rank": 40, "seats": null}], "rules": [],
+                       "default_license": null}),
+    };
+    let mut pin = user_created("unused@x");
+    pin.payload = Payload::LicenseOverrideSet { user_id: id.clone(), license: "developer".into() };
+    let mut deleted = user_created("a@x");
+    deleted.resource_id = id.clone();
+    deleted.payload = Payload::UserDeleted { if_match: None };
+    let events = [policy, user, group_created("g1", "devs", &[&id]), pin];
+    projector.apply_batch(0, &records(1, &events)).await?;
+    assert_eq!(roster_store::licensing::overrides(&db, "acc").await?.len(), 1);
+
+    let result = projector.apply_batch(0, &records(5, &[deleted])).await?;
+    assert_eq!(result.outcomes.first().map(|(_, o)| o.status), Some(204));
+    assert!(members(&db, "g1").await?.is_empty());
+    assert!(roster_store::licensing::overrides(&db, "acc").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_a_deleted_user_leaves_no_membership_and_no_pin() -> TestResult {
+    let (db, _url) = testing::fresh_sqlite("deleted").await?;
+    a_deleted_user_leaves_no_membership_and_no_pin(db).await
+}
+
+#[tokio::test]
+async fn postgres_a_deleted_user_leaves_no_membership_and_no_pin() -> TestResult {
+    let Some(base) = testing::postgres_url() else { return Ok(()) };
+    let (db, _url) = testing::fresh_postgres(&base, "deleted").await?;
+    a_deleted_user_leaves_no_membership_and_no_pin(db).await
 }

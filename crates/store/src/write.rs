@@ -362,17 +362,24 @@ pub async fn update_users<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Use
     update_many(c, "scim_users", &set, account, rows).await
 }
 
-/// Deletes a user and its memberships.
+/// Deletes a user with its memberships and its license pin (a pin for a user that no longer
+/// exists is meaningless): one statement on Postgres, where Entra's deprovisioning made it three
+/// round trips per user.
 pub async fn delete_user<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<(), StoreError> {
     let b = c.get_database_backend();
-    c.execute_raw(stmt(
-        b,
-        "DELETE FROM scim_members WHERE account_id = ? AND member_id = ?",
-        [account.into(), id.into()],
-    ))
-    .await?;
-    c.execute_raw(stmt(b, "DELETE FROM scim_users WHERE account_id = ? AND id = ?", [account.into(), id.into()]))
-        .await?;
+    let members = "DELETE FROM scim_members WHERE account_id = ? AND member_id = ?";
+    let pin = "DELETE FROM license_overrides WHERE account_id = ? AND user_id = ?";
+    let user = "DELETE FROM scim_users WHERE account_id = ? AND id = ?";
+    if b == sea_orm::DbBackend::Postgres {
+        // Data-modifying CTEs run to completion whether or not the query reads them.
+        let sql = format!("WITH members AS ({members}), pin AS ({pin}) {user}");
+        let values = (0..3).flat_map(|_| [Value::from(account), Value::from(id)]);
+        c.execute_raw(stmt(b, &sql, values)).await?;
+    } else {
+        for sql in [members, pin, user] {
+            c.execute_raw(stmt(b, sql, [account.into(), id.into()])).await?;
+        }
+    }
     Ok(())
 }
 
