@@ -352,3 +352,37 @@ fn three_hundred_members_in_one_legacy_add_then_half_removed_in_one_op() {
     let listed = scim.get(&format!("/Groups/{gid}?excludedAttributes=members")).scim(200);
     assert!(listed.get("members").is_none());
 }
+
+#[test]
+fn a_filtered_user_lookup_lists_the_users_groups_as_a_read_by_id_does() {
+    let scim = server().tenant();
+    let us = users(&scim, 3);
+    let tag = uid();
+    let g1 = id_of(&scim.create_group(&format!("lookup-a-{tag}")));
+    let g2 = id_of(&scim.create_group(&format!("lookup-b-{tag}")));
+    scim.patch_group_ok(&g1, json!([legacy_add(&us[..2])]));
+    scim.patch_group_ok(&g2, json!([legacy_add(&us[..1])]));
+
+    for (i, id) in us.iter().enumerate() {
+        let by_id = scim.get_user(id);
+        let user_name = by_id["userName"].as_str().unwrap_or_default().to_owned();
+        let found = scim.get(&format!("/Users?filter={}", enc(&format!("userName eq \"{user_name}\"")))).list();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let listed = &found[0];
+        let groups: Vec<String> = listed["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g["value"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let mut expected = match i {
+            0 => vec![g1.clone(), g2.clone()],
+            1 => vec![g1.clone()],
+            _ => Vec::new(),
+        };
+        expected.sort();
+        assert_eq!(groups, expected, "user {i} listed: {listed}");
+        assert_eq!(listed["groups"], by_id["groups"], "the list and the read by id agree for user {i}");
+    }
+}
