@@ -337,12 +337,12 @@ impl ApplyContext {
         let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         let mut members: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for env in batch.iter().filter_map(|r| r.envelope.as_ref().ok()) {
-            let named = members.entry(env.account_id.as_str()).or_default();
+            let account = env.account_id.as_str();
             match &env.payload {
-                Payload::GroupCreated { members, .. } | Payload::GroupReplaced { members, .. } => {
-                    named.extend(members.iter().map(|m| m.value.as_str()));
+                Payload::GroupCreated { members: listed, .. } | Payload::GroupReplaced { members: listed, .. } => {
+                    members.entry(account).or_default().extend(listed.iter().map(|m| m.value.as_str()));
                 }
-                Payload::GroupPatched { patch, .. } => patch_values(patch, named),
+                Payload::GroupPatched { patch, .. } => patch_values(patch, members.entry(account).or_default()),
                 _ => {}
             }
             let ids = match env.payload {
