@@ -3,7 +3,7 @@
 //! deleted user leaves no membership and no license pin behind.
 
 mod support;
-use support::user_created;
+use support::{postgres, user_created};
 
 use roster_db::{Db, testing};
 use roster_eventlog::{Position, Record};
@@ -110,8 +110,7 @@ async fn sqlite_a_batch_of_member_changes_leaves_the_last_change_of_each_members
 
 #[tokio::test]
 async fn postgres_a_batch_of_member_changes_leaves_the_last_change_of_each_membership() -> TestResult {
-    let Some(base) = testing::postgres_url() else { return Ok(()) };
-    let (db, _url) = testing::fresh_postgres(&base, "members").await?;
+    let Some(db) = postgres("members").await? else { return Ok(()) };
     a_batch_of_member_changes_leaves_the_last_change_of_each_membership(db).await
 }
 
@@ -148,7 +147,6 @@ async fn sqlite_a_deleted_user_leaves_no_membership_and_no_pin() -> TestResult {
 
 #[tokio::test]
 async fn postgres_a_deleted_user_leaves_no_membership_and_no_pin() -> TestResult {
-    let Some(base) = testing::postgres_url() else { return Ok(()) };
-    let (db, _url) = testing::fresh_postgres(&base, "deleted").await?;
+    let Some(db) = postgres("deleted").await? else { return Ok(()) };
     a_deleted_user_leaves_no_membership_and_no_pin(db).await
 }

@@ -2,7 +2,7 @@
 //! events for the licensing worker and, on Postgres, by waking the ingress replicas that wait.
 
 mod support;
-use support::user_created;
+use support::{postgres, user_created};
 
 use roster_db::{Db, testing};
 use roster_eventlog::{BatchDone, Position, Record};
@@ -19,12 +19,6 @@ fn created_in(account: &str, user_name: &str) -> Envelope {
     let mut env = user_created(user_name);
     env.account_id = account.into();
     env
-}
-
-/// A fresh Postgres database when the suite has a server (`make test` starts one), else `None`.
-async fn postgres(tag: &str) -> Result<Option<Db>, Box<dyn std::error::Error>> {
-    let Some(base) = testing::postgres_url() else { return Ok(None) };
-    Ok(Some(testing::fresh_postgres(&base, tag).await?.0))
 }
 
 async fn seqs(db: &Db) -> Result<Vec<(String, i64)>, Box<dyn std::error::Error>> {

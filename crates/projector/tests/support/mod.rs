@@ -23,3 +23,11 @@ pub fn user_created(user_name: &str) -> Envelope {
         payload: Payload::UserCreated { attributes },
     }
 }
+
+/// A fresh Postgres database when the suite has a server (`make test` starts one), else `None`.
+/// Not every test binary that includes this module has Postgres cases.
+#[allow(dead_code)]
+pub async fn postgres(tag: &str) -> Result<Option<roster_db::Db>, Box<dyn std::error::Error>> {
+    let Some(base) = roster_db::testing::postgres_url() else { return Ok(None) };
+    Ok(Some(roster_db::testing::fresh_postgres(&base, tag).await?.0))
+}
