@@ -16,13 +16,13 @@ use crate::stats::{Kind, Stats};
 
 /// How long each stage of a request (send, wait for the response, receive the body) may take before the request
 /// counts as a transport error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a TCP connect may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest response body read (a group of 100,000 members is a few tens of MB).
-const MAX_BODY: u64 = 1 << 30;
+pub(crate) const MAX_BODY: u64 = 1 << 30;
 /// The content type Entra puts on request bodies.
-const SCIM_JSON: &str = "application/scim+json; charset=utf-8";
+pub(crate) const SCIM_JSON: &str = "application/scim+json; charset=utf-8";
 
 /// An agent that never turns a status into an error and keeps up to `pool` idle keep-alive connections.
 ///
@@ -103,7 +103,7 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
     !n.is_empty() && haystack.windows(n.len()).any(|w| w == n)
 }
 
-fn micros_since(t: Instant) -> u32 {
+pub(crate) fn micros_since(t: Instant) -> u32 {
     u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
 
@@ -146,6 +146,19 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Longest wait before a retry, whatever the server asks.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// How long to wait before retrying an answer with `status`, or `None` when the answer is final: a 429 or 503
+/// that was not expected is retried after its `Retry-After` (capped), `max_retries` times at most.
+pub(crate) fn retry_wait(
+    status: u16,
+    retry_after: Option<Duration>,
+    expect: &[u16],
+    attempt: u32,
+    max_retries: u32,
+) -> Option<Duration> {
+    (RETRYABLE.contains(&status) && !expect.contains(&status) && attempt < max_retries)
+        .then(|| retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER))
+}
+
 /// Distinguishes [`Scim`] clients in the per-thread agent table.
 static NEXT_CLIENT: AtomicUsize = AtomicUsize::new(0);
 
@@ -180,6 +193,26 @@ impl Scim {
         }
     }
 
+    /// The account's SCIM base URL, without a trailing slash.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The `Authorization` header's value.
+    pub(crate) fn auth(&self) -> &str {
+        &self.auth
+    }
+
+    /// How many times a 429 or 503 is retried.
+    pub(crate) fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// Counts one request sent, for the progress bar.
+    pub(crate) fn count_request(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// This thread's agent for this client.
     fn agent(&self) -> ureq::Agent {
         AGENTS.with(|m| m.borrow_mut().entry(self.id).or_insert_with(|| agent(1)).clone())
@@ -205,17 +238,16 @@ impl Scim {
             let t = Instant::now();
             let result = send(&agent, method, &url, &self.auth, body);
             let micros = micros_since(t);
-            self.progress.fetch_add(1, Ordering::Relaxed);
-            match &result {
-                Ok((status, retry_after, _))
-                    if RETRYABLE.contains(status) && !expect.contains(status) && attempt < self.max_retries =>
-                {
-                    attempt += 1;
-                    stats.throttled(kind, *status);
-                    std::thread::sleep(retry_after.unwrap_or(DEFAULT_RETRY_AFTER).min(MAX_RETRY_AFTER));
-                }
-                _ => break (result, micros),
+            self.count_request();
+            if let Ok((status, retry_after, _)) = &result
+                && let Some(wait) = retry_wait(*status, *retry_after, expect, attempt, self.max_retries)
+            {
+                attempt += 1;
+                stats.throttled(kind, *status);
+                std::thread::sleep(wait);
+                continue;
             }
+            break (result, micros);
         };
         if kind.is_write() {
             stats.note_write(Instant::now());

@@ -9,12 +9,14 @@ pub mod bodies;
 pub mod client;
 pub mod config;
 pub mod encode;
+pub mod evloop;
 pub mod model;
 pub mod pool;
 pub mod prng;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod wire;
 
 pub use config::{Config, Scenario};
 pub use report::Report;

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-use crate::prng::Rng;
 use crate::stats::Stats;
 
 /// Runs `f` over `tasks` on `concurrency` threads that pull the next task from a shared counter; workers stop
@@ -55,37 +54,6 @@ where
         }
     });
     (results, stats)
-}
-
-/// Runs `f` repeatedly on `concurrency` threads until `deadline`; each worker gets its own generator derived from
-/// `seed`. Returns the merged statistics.
-pub fn run_until<F>(concurrency: usize, deadline: Instant, seed: u64, f: F) -> Stats
-where
-    F: Fn(&mut Rng, &mut Stats) + Sync,
-{
-    let mut stats = Stats::new();
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..concurrency.max(1))
-            .map(|w| {
-                let f = &f;
-                s.spawn(move || {
-                    let mut rng = Rng::derive(seed, w as u64 + 1);
-                    let mut local = Stats::new();
-                    while Instant::now() < deadline {
-                        f(&mut rng, &mut local);
-                    }
-                    local
-                })
-            })
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(local) => stats.merge(local),
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-    });
-    stats
 }
 
 /// Runs `f` on every item on its own thread (one thread per account) and waits for all.
@@ -200,16 +168,5 @@ mod tests {
         assert!(none.iter().all(Option::is_none));
         let (empty, _) = run_tasks(4, &Vec::<u32>::new(), None, |t, _| *t);
         assert!(empty.is_empty());
-    }
-
-    #[test]
-    fn run_until_stops_at_the_deadline() {
-        let t = Instant::now();
-        let stats = run_until(3, t + Duration::from_millis(50), 1, |_, s| {
-            s.ok(Kind::UserLookup, 1);
-            thread::sleep(Duration::from_millis(5));
-        });
-        assert!(t.elapsed() < Duration::from_secs(2));
-        assert!(stats.count(Kind::UserLookup) >= 3);
     }
 }

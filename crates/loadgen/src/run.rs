@@ -8,11 +8,12 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::bodies::{self, Dialect};
-use crate::client::{AccountAccess, Admin, Scim, contains, total_results};
+use crate::client::{AccountAccess, Admin, Answer, Scim, contains, total_results};
 use crate::config::{Config, Scenario};
 use crate::encode::{eq_filter, form_encode, group_lookup_query, user_lookup_query};
+use crate::evloop::{Call, Step};
 use crate::model::{AccountModel, GroupModel, Mismatch, ObservedGroup, ObservedUser, UserModel, compare};
-use crate::pool::{Progress, parallel, run_tasks, run_until};
+use crate::pool::{Progress, parallel, run_tasks};
 use crate::prng::Rng;
 use crate::report::{self, Report};
 use crate::stats::{Kind, LatencySummary, Stats, round3};
@@ -313,29 +314,56 @@ impl AccountRun {
                 (seq, self.user_spec(seq))
             })
             .collect();
-        let scim = &self.scim;
         let start = Mark::now(self.server_pid);
-        let (results, stats) = run_tasks(ctx.cfg.concurrency, &specs, deadline, |(seq, u), st| {
-            if lookup {
-                let q = format!("/Users?{}", user_lookup_query(&u.user_name));
-                let ans = scim.call(st, Kind::UserLookup, "GET", &q, None, &[200])?;
+        // One flow per user: Entra's lookup when asked for, then the create.
+        let create = |i: usize| {
+            let (seq, u) = &specs[i];
+            // Every other user carries the legacy string "True", as Entra does.
+            Call {
+                kind: Kind::UserCreate,
+                method: "POST",
+                path: "/Users".into(),
+                body: Some(bodies::user_create(u, seq % 2 == 1)),
+                expect: 201,
+            }
+        };
+        let mut pending = 0..specs.len();
+        let next = || {
+            let i = pending.next()?;
+            let call = if lookup {
+                let path = format!("/Users?{}", user_lookup_query(&specs[i].1.user_name));
+                Call { kind: Kind::UserLookup, method: "GET", path, body: None, expect: 200 }
+            } else {
+                create(i)
+            };
+            Some((i, call))
+        };
+        let judge = |i: usize, ans: Answer, st: &mut Stats| {
+            if ans.status == 200 {
                 if total_results(&ans.body) != Some(0) {
-                    Scim::unexpected(st, Kind::UserLookup, || format!("GET {q}: expected no match: {}", ans.snippet()));
-                    return None;
+                    Scim::unexpected(st, Kind::UserLookup, || {
+                        format!("user lookup: expected no match: {}", ans.snippet())
+                    });
+                    return Step::Stop;
+                }
+                return Step::Then(create(i));
+            }
+            match ans.id() {
+                Some(id) => Step::Done(id),
+                None => {
+                    Scim::unexpected(st, Kind::UserCreate, || format!("POST /Users: no id in {}", ans.snippet()));
+                    Step::Stop
                 }
             }
-            // Every other user carries the legacy string "True", as Entra does.
-            let body = bodies::user_create(u, seq % 2 == 1);
-            let ans = scim.call(st, Kind::UserCreate, "POST", "/Users", Some(&body), &[201])?;
-            let id = ans.id();
-            if id.is_none() {
-                Scim::unexpected(st, Kind::UserCreate, || format!("POST /Users: no id in {}", ans.snippet()));
-            }
-            id
-        });
+        };
+        let (created, stats) = self.scim.flows(ctx.cfg.concurrency, deadline, next, judge);
+        let mut ids: Vec<Option<String>> = vec![None; specs.len()];
+        for (i, id) in created {
+            ids[i] = Some(id);
+        }
         self.phases.push(PhaseRecord::new(phase, start, stats, self.server_pid));
-        for ((seq, mut u), r) in specs.into_iter().zip(results) {
-            if let Some(Some(id)) = r {
+        for ((seq, mut u), r) in specs.into_iter().zip(ids) {
+            if let Some(id) = r {
                 u.id = id;
                 self.model.users.insert(seq, u);
             }
@@ -630,16 +658,20 @@ impl AccountRun {
         if users.is_empty() {
             return;
         }
-        let scim = &self.scim;
         let start = Mark::now(self.server_pid);
-        let stats = run_until(ctx.cfg.concurrency, deadline, self.seed ^ 0x100C, |rng, st| {
-            let (q, id) = &users[rng.below(users.len())];
-            if let Some(ans) = scim.call(st, Kind::UserLookup, "GET", q, None, &[200])
-                && (total_results(&ans.body) != Some(1) || !contains(&ans.body, id))
-            {
+        let mut rng = Rng::derive(self.seed ^ 0x100C, 1);
+        let next = || {
+            let i = rng.below(users.len());
+            Some((i, Call { kind: Kind::UserLookup, method: "GET", path: users[i].0.clone(), body: None, expect: 200 }))
+        };
+        let judge = |i: usize, ans: Answer, st: &mut Stats| {
+            let (q, id) = &users[i];
+            if total_results(&ans.body) != Some(1) || !contains(&ans.body, id) {
                 Scim::unexpected(st, Kind::UserLookup, || format!("GET {q}: expected {id}: {}", ans.snippet()));
             }
-        });
+            Step::<()>::Stop
+        };
+        let (_, stats) = self.scim.flows(ctx.cfg.concurrency, Some(deadline), next, judge);
         self.phases.push(PhaseRecord::new("lookups", start, stats, self.server_pid));
     }
 
