@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 mod reader;
-pub use reader::{IndexedRow, ReadDb, ReadRow, Reads};
+pub use reader::{IndexedRow, ReadDb, ReadRow, ReadSession, Reads};
 
 use roster_migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement, Value};

@@ -59,22 +59,34 @@ impl SqliteReader {
     }
 
     fn query(&self, stmt: &Statement) -> Result<Vec<ReadRow>, ReadFailure> {
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let conn = match idle {
-            Some(c) => c,
-            None => self.open().map_err(ReadFailure::Failed)?,
-        };
-        let started = Instant::now();
-        let result = conn
-            .progress_handler(PROGRESS_STEPS, Some(move || started.elapsed() > CALLER_THREAD_BUDGET))
-            .map_err(failure)
-            .and_then(|()| run(&conn, stmt));
-        // A failed or interrupted statement leaves the connection usable.
+        let conn = self.checkout().map_err(ReadFailure::Failed)?;
+        let result = run_within_budget(&conn, stmt);
+        self.give_back(conn);
+        result
+    }
+
+    /// An idle connection, or a new one.
+    fn checkout(&self) -> Result<rusqlite::Connection, DbErr> {
+        match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            Some(c) => Ok(c),
+            None => self.open(),
+        }
+    }
+
+    /// Returns a connection to the idle ones; a failed or interrupted statement leaves it usable.
+    fn give_back(&self, conn: rusqlite::Connection) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(conn);
         }
-        result
     }
+}
+
+/// Runs `stmt` on `conn`, interrupted once it has held the thread for [`CALLER_THREAD_BUDGET`].
+fn run_within_budget(conn: &rusqlite::Connection, stmt: &Statement) -> Result<Vec<ReadRow>, ReadFailure> {
+    let started = Instant::now();
+    conn.progress_handler(PROGRESS_STEPS, Some(move || started.elapsed() > CALLER_THREAD_BUDGET))
+        .map_err(failure)
+        .and_then(|()| run(conn, stmt))
 }
 
 fn run(conn: &rusqlite::Connection, stmt: &Statement) -> Result<Vec<ReadRow>, ReadFailure> {
@@ -291,23 +303,106 @@ impl Reads for ReadDb {
     }
 
     async fn rows(&self, stmt: Statement) -> Result<Vec<ReadRow>, DbErr> {
-        if let Some(reader) = &self.sqlite {
-            match reader.query(&stmt) {
-                Ok(rows) => return Ok(rows),
-                Err(ReadFailure::Failed(e)) => return Err(e),
-                Err(ReadFailure::Interrupted) => {
-                    self.moved.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(sql = %stmt.sql, "slow read moved off the calling thread");
-                }
-            }
-        }
-        self.db.rows(stmt).await
+        let local = self.sqlite.as_ref().map(|reader| reader.query(&stmt));
+        self.finish(local, stmt).await
     }
 
     async fn key_row(&self, stmt: Statement) -> Result<Option<ReadRow>, DbErr> {
         match &self.keyed {
             Some(keyed) => keyed.row(stmt).await,
             None => self.row(stmt).await,
+        }
+    }
+}
+
+impl ReadDb {
+    /// The rows of a statement tried on the calling thread (`local`, `None` when it was not): an
+    /// interrupted one, and any statement on a database that is not a SQLite file, runs on the pool.
+    async fn finish(
+        &self,
+        local: Option<Result<Vec<ReadRow>, ReadFailure>>,
+        stmt: Statement,
+    ) -> Result<Vec<ReadRow>, DbErr> {
+        match local {
+            Some(Ok(rows)) => return Ok(rows),
+            Some(Err(ReadFailure::Failed(e))) => return Err(e),
+            Some(Err(ReadFailure::Interrupted)) => {
+                self.moved.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(sql = %stmt.sql, "slow read moved off the calling thread");
+            }
+            None => {}
+        }
+        self.db.rows(stmt).await
+    }
+
+    /// A read session: the statements of one request that only reads, in one read transaction.
+    ///
+    /// On a SQLite file every statement outside a transaction is a read transaction of its own,
+    /// and starting and ending one (locks on the write-ahead log's index, an `fcntl` each, under
+    /// a process-wide mutex the HTTP workers take turns at) cost more than a token check's
+    /// statement. A session takes one connection at its first statement, keeps its transaction
+    /// for every later one, and ends it when dropped. It also gives the request one snapshot: a
+    /// page of groups and their members agree. It must not outlive a write the request waits for,
+    /// or its reads would not see it; write handlers do not use one.
+    pub fn session(&self) -> ReadSession<'_> {
+        ReadSession { db: self, conn: Mutex::new(None) }
+    }
+}
+
+/// One request's reads in one read transaction; see [`ReadDb::session`].
+pub struct ReadSession<'a> {
+    db: &'a ReadDb,
+    /// The connection, inside its transaction, once a statement ran on the calling thread.
+    conn: Mutex<Option<rusqlite::Connection>>,
+}
+
+impl ReadSession<'_> {
+    /// Runs `stmt` in the session's transaction, starting it on the first statement.
+    fn local(&self, reader: &SqliteReader, stmt: &Statement) -> Result<Vec<ReadRow>, ReadFailure> {
+        let mut slot =
+            self.conn.lock().map_err(|_| ReadFailure::Failed(DbErr::Custom("read session poisoned".into())))?;
+        if slot.is_none() {
+            let conn = reader.checkout().map_err(ReadFailure::Failed)?;
+            if let Err(e) = conn.execute_batch("BEGIN") {
+                reader.give_back(conn);
+                return Err(ReadFailure::Failed(read_error(e)));
+            }
+            *slot = Some(conn);
+        }
+        match slot.as_ref() {
+            Some(conn) => run_within_budget(conn, stmt),
+            None => Err(ReadFailure::Failed(DbErr::Custom("read session has no connection".into()))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Reads for ReadSession<'_> {
+    fn backend(&self) -> DbBackend {
+        self.db.backend()
+    }
+
+    async fn rows(&self, stmt: Statement) -> Result<Vec<ReadRow>, DbErr> {
+        let local = self.db.sqlite.as_ref().map(|reader| self.local(reader, &stmt));
+        self.db.finish(local, stmt).await
+    }
+
+    async fn key_row(&self, stmt: Statement) -> Result<Option<ReadRow>, DbErr> {
+        match &self.db.keyed {
+            Some(keyed) => keyed.row(stmt).await,
+            None => self.row(stmt).await,
+        }
+    }
+}
+
+impl Drop for ReadSession<'_> {
+    fn drop(&mut self) {
+        let conn = self.conn.get_mut().ok().and_then(Option::take);
+        if let (Some(conn), Some(reader)) = (conn, &self.db.sqlite) {
+            // A connection whose transaction would not end is dropped rather than reused.
+            if conn.execute_batch("COMMIT").is_ok() {
+                reader.give_back(conn);
+            }
         }
     }
 }
@@ -424,6 +519,56 @@ mod tests {
         assert_eq!(read.moved_to_pool(), 1);
         let quick = read.rows(stmt("SELECT id FROM t", vec![])).await?;
         assert_eq!((quick.len(), read.moved_to_pool()), (2, 1), "the connection stays usable");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_session_reads_one_snapshot_and_the_next_request_sees_later_writes() -> TestResult {
+        let (read, db) = fixture().await?;
+        let count = |rows: Vec<ReadRow>| rows.len();
+        let all = || stmt("SELECT id FROM t", vec![]);
+        {
+            let session = read.session();
+            assert_eq!(count(session.rows(all()).await?), 2);
+            db.execute_unprepared("INSERT INTO t VALUES ('c', 1, NULL, NULL)").await?;
+            assert_eq!(count(session.rows(all()).await?), 2, "the session's transaction keeps its snapshot");
+            assert_eq!(count(read.rows(all()).await?), 3, "reads outside the session see the write");
+        }
+        let session = read.session();
+        assert_eq!(count(session.rows(all()).await?), 3);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_session_uses_one_connection_and_gives_it_back() -> TestResult {
+        let (read, _db) = fixture().await?;
+        let idle = |read: &ReadDb| read.sqlite.as_ref().and_then(|r| r.idle.lock().ok().map(|i| i.len())).unwrap_or(0);
+        {
+            let session = read.session();
+            session.rows(stmt("SELECT id FROM t", vec![])).await?;
+            session.key_row(stmt("SELECT id FROM t WHERE id = ?", vec!["a".into()])).await?;
+            assert_eq!(idle(&read), 0, "the session holds its connection");
+        }
+        assert_eq!(idle(&read), 1, "one connection served both statements and went back");
+        {
+            let unused = read.session();
+            drop(unused);
+        }
+        assert_eq!(idle(&read), 1, "a session that read nothing took nothing");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_session_survives_a_failed_and_a_slow_statement() -> TestResult {
+        let (read, _db) = fixture().await?;
+        let session = read.session();
+        assert!(session.rows(stmt("SELECT nope FROM t", vec![])).await.is_err());
+        let sql =
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT COUNT(*) FROM c";
+        let row = session.row(stmt(sql, vec![])).await?;
+        assert_eq!(row.map(|r| r.get::<i64>(0)).transpose()?, Some(3_000_000));
+        assert_eq!(read.moved_to_pool(), 1);
+        assert_eq!(session.rows(stmt("SELECT id FROM t", vec![])).await?.len(), 2);
         Ok(())
     }
 

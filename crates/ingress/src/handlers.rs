@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use roster_db::Reads;
 use roster_events::{Actor, ENVELOPE_VERSION, Envelope, Member, Outcome, Payload, ResourceType, TraceContext};
 use roster_scim::filter::{self, AttrPath, Filter};
 use roster_scim::patch::PatchRequest;
@@ -50,7 +51,7 @@ async fn healthz() -> HttpResponse {
 
 async fn not_found(req: HttpRequest, state: web::Data<IngressState>) -> Result<HttpResponse> {
     let account = req.match_info().get("account").unwrap_or_default().to_string();
-    authenticate(&req, &state, &account).await?;
+    authenticate(&req, &state, &state.db, &account).await?;
     Err(ScimError::not_found(format!("no SCIM endpoint at {} {}", req.method(), req.path())).into())
 }
 
@@ -166,32 +167,31 @@ fn selection(kind: ResourceKind, q: &[(String, String)]) -> Result<AttributeSele
     Ok(AttributeSelection::parse(kind, param(q, "attributes"), param(q, "excludedAttributes"))?)
 }
 
-async fn render_user_by_id(
+async fn render_user_by_id<R: Reads>(
     state: &IngressState,
+    db: &R,
     account: &str,
     id: &str,
     sel: &AttributeSelection,
 ) -> Result<Option<Value>> {
-    let Some(row) = read::get_user(&state.db, account, id).await? else { return Ok(None) };
+    let Some(row) = read::get_user(db, account, id).await? else { return Ok(None) };
     let base = state.base_url(account);
-    let groups = if sel.wants(ResourceKind::User, "groups") {
-        Some(read::member_of(&state.db, account, id).await?)
-    } else {
-        None
-    };
+    let groups =
+        if sel.wants(ResourceKind::User, "groups") { Some(read::member_of(db, account, id).await?) } else { None };
     Ok(Some(sel.apply(ResourceKind::User, &read::render_user(&row, &base, groups.as_deref()))))
 }
 
-async fn render_group_by_id(
+async fn render_group_by_id<R: Reads>(
     state: &IngressState,
+    db: &R,
     account: &str,
     id: &str,
     sel: &AttributeSelection,
 ) -> Result<Option<Value>> {
-    let Some(row) = read::get_group(&state.db, account, id).await? else { return Ok(None) };
+    let Some(row) = read::get_group(db, account, id).await? else { return Ok(None) };
     let base = state.base_url(account);
     let members = if sel.wants(ResourceKind::Group, "members") {
-        Some(read::group_members(&state.db, account, id).await?)
+        Some(read::group_members(db, account, id).await?)
     } else {
         None
     };
@@ -218,7 +218,8 @@ fn parse_u64(q: &[(String, String)], name: &str) -> Result<Option<i64>> {
 
 async fn list(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKind) -> Result<HttpResponse> {
     let account = account(&req);
-    authenticate(&req, &state, &account).await?;
+    let db = state.db.session();
+    authenticate(&req, &state, &db, &account).await?;
     let q = query(&req)?;
     let filter =
         param(&q, "filter").filter(|s| !s.trim().is_empty()).map(|s| parse_filter(kind, s, &state)).transpose()?;
@@ -254,13 +255,13 @@ async fn list(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKi
         ResourceKind::User => {
             let mut out = Vec::new();
             let total = if sel.wants(kind, "groups") {
-                let (total, rows) = read::list_users_with_groups(&state.db, &account, &lq).await?;
+                let (total, rows) = read::list_users_with_groups(&db, &account, &lq).await?;
                 for (row, groups) in &rows {
                     out.push(sel.apply(kind, &read::render_user(row, &base, Some(groups))));
                 }
                 total
             } else {
-                let (total, rows) = read::list_users(&state.db, &account, &lq).await?;
+                let (total, rows) = read::list_users(&db, &account, &lq).await?;
                 for row in &rows {
                     out.push(sel.apply(kind, &read::render_user(row, &base, None)));
                 }
@@ -269,11 +270,11 @@ async fn list(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKi
             Ok(list_body(out, total, start_index))
         }
         ResourceKind::Group => {
-            let (total, rows) = read::list_groups(&state.db, &account, &lq).await?;
+            let (total, rows) = read::list_groups(&db, &account, &lq).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 let members = if sel.wants(kind, "members") {
-                    Some(read::group_members(&state.db, &account, &row.id).await?)
+                    Some(read::group_members(&db, &account, &row.id).await?)
                 } else {
                     None
                 };
@@ -299,7 +300,8 @@ async fn list_groups(req: HttpRequest, state: web::Data<IngressState>) -> Result
 
 async fn get_one(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKind) -> Result<HttpResponse> {
     let account = account(&req);
-    authenticate(&req, &state, &account).await?;
+    let db = state.db.session();
+    authenticate(&req, &state, &db, &account).await?;
     let id = resource_id(&req, kind)?;
     let q = query(&req)?;
     let sel = selection(kind, &q)?;
@@ -308,8 +310,8 @@ async fn get_one(req: HttpRequest, state: web::Data<IngressState>, kind: Resourc
         param(&q, "filter").filter(|s| !s.trim().is_empty()).map(|s| parse_filter(kind, s, &state)).transpose()?;
     let full = AttributeSelection::all();
     let rendered = match kind {
-        ResourceKind::User => render_user_by_id(&state, &account, &id, &full).await?,
-        ResourceKind::Group => render_group_by_id(&state, &account, &id, &full).await?,
+        ResourceKind::User => render_user_by_id(&state, &db, &account, &id, &full).await?,
+        ResourceKind::Group => render_group_by_id(&state, &db, &account, &id, &full).await?,
     };
     let Some(resource) = rendered else {
         return Err(ScimError::not_found(format!("{} {id:?} not found", kind.as_str())).into());
@@ -343,8 +345,8 @@ async fn write_response(
     }
     let full = AttributeSelection::all();
     let rendered = match kind {
-        ResourceKind::User => render_user_by_id(state, account, id, &full).await?,
-        ResourceKind::Group => render_group_by_id(state, account, id, &full).await?,
+        ResourceKind::User => render_user_by_id(state, &state.db, account, id, &full).await?,
+        ResourceKind::Group => render_group_by_id(state, &state.db, account, id, &full).await?,
     };
     match rendered {
         Some(body) => Ok(resource_response(StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::OK), &body)),
@@ -364,7 +366,7 @@ async fn create(
     kind: ResourceKind,
 ) -> Result<HttpResponse> {
     let account = account(&req);
-    let token = authenticate(&req, &state, &account).await?;
+    let token = authenticate(&req, &state, &state.db, &account).await?;
     let body = body_json(payload, &state).await?;
     let n = normalize(kind, &body)?;
     // Time-ordered ids put new rows at the right edge of every index keyed by id, and let a walk of
@@ -416,7 +418,7 @@ async fn replace(
     kind: ResourceKind,
 ) -> Result<HttpResponse> {
     let account = account(&req);
-    let token = authenticate(&req, &state, &account).await?;
+    let token = authenticate(&req, &state, &state.db, &account).await?;
     let id = resource_id(&req, kind)?;
     let if_match = if_match(&req)?;
     let body = body_json(payload, &state).await?;
@@ -451,7 +453,7 @@ async fn patch(
     kind: ResourceKind,
 ) -> Result<HttpResponse> {
     let account = account(&req);
-    let token = authenticate(&req, &state, &account).await?;
+    let token = authenticate(&req, &state, &state.db, &account).await?;
     let id = resource_id(&req, kind)?;
     let if_match = if_match(&req)?;
     let body = body_json(payload, &state).await?;
@@ -476,7 +478,7 @@ async fn patch_group(req: HttpRequest, payload: web::Payload, state: web::Data<I
 
 async fn delete(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKind) -> Result<HttpResponse> {
     let account = account(&req);
-    let token = authenticate(&req, &state, &account).await?;
+    let token = authenticate(&req, &state, &state.db, &account).await?;
     let id = resource_id(&req, kind)?;
     let if_match = if_match(&req)?;
     let (rt, p) = match kind {
@@ -497,20 +499,20 @@ async fn delete_group(req: HttpRequest, state: web::Data<IngressState>) -> Resul
 
 async fn service_provider_config(req: HttpRequest, state: web::Data<IngressState>) -> Result<HttpResponse> {
     let account = account(&req);
-    authenticate(&req, &state, &account).await?;
+    authenticate(&req, &state, &state.db, &account).await?;
     let body = discovery::service_provider_config(&state.base_url(&account), &state.config.provider_limits());
     Ok(scim_response(StatusCode::OK, &body))
 }
 
 async fn resource_types(req: HttpRequest, state: web::Data<IngressState>) -> Result<HttpResponse> {
     let account = account(&req);
-    authenticate(&req, &state, &account).await?;
+    authenticate(&req, &state, &state.db, &account).await?;
     Ok(scim_response(StatusCode::OK, &discovery::resource_types_document(&state.base_url(&account))))
 }
 
 async fn resource_type(req: HttpRequest, state: web::Data<IngressState>) -> Result<HttpResponse> {
     let account = account(&req);
-    authenticate(&req, &state, &account).await?;
+    authenticate(&req, &state, &state.db, &account).await?;
     let name = req.match_info().get("name").unwrap_or_default();
     match discovery::resource_type(name, &state.base_url(&account)) {
         Some(body) => Ok(scim_response(StatusCode::OK, &body)),
@@ -520,13 +522,13 @@ async fn resource_type(req: HttpRequest, state: web::Data<IngressState>) -> Resu
 
 async fn schemas(req: HttpRequest, state: web::Data<IngressState>) -> Result<HttpResponse> {
     let account = account(&req);
-    authenticate(&req, &state, &account).await?;
+    authenticate(&req, &state, &state.db, &account).await?;
     Ok(scim_response(StatusCode::OK, &discovery::schemas_document(&state.base_url(&account))))
 }
 
 async fn schema(req: HttpRequest, state: web::Data<IngressState>) -> Result<HttpResponse> {
     let account = account(&req);
-    authenticate(&req, &state, &account).await?;
+    authenticate(&req, &state, &state.db, &account).await?;
     let urn = req.match_info().get("urn").unwrap_or_default();
     match discovery::schema_resource(urn, &state.base_url(&account)) {
         Some(body) => Ok(scim_response(StatusCode::OK, &body)),
