@@ -11,6 +11,7 @@ use roster_scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ROSTER_USER_SCHE
 use sea_orm::{DbBackend, Statement, Value};
 use serde_json::{Map, Value as Json, json};
 
+use crate::sql::{IN_CHUNK, placeholders};
 use crate::write::{
     GROUP_COLUMNS, GroupRow, USER_COLUMNS, UserRow, group_by_id_sql, group_from_row, user_by_id_sql, user_from_row,
 };
@@ -97,15 +98,11 @@ fn prefixed(columns: &str) -> String {
     columns.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
 }
 
-/// A page of `table`'s rows: `columns` of the table, then the `extra` select items (empty, or
-/// starting with a comma), decoded by `decode`.
-#[allow(clippy::too_many_arguments)]
 async fn page<T, R: Reads>(
     db: &R,
     kind: ResourceKind,
     table: &str,
     columns: &str,
-    extra: &str,
     account: &str,
     q: &ListQuery<'_>,
     decode: fn(&ReadRow) -> Result<T, StoreError>,
@@ -122,7 +119,7 @@ async fn page<T, R: Reads>(
             dialect(b),
             "t",
         )?;
-        let (mut sql, values) = filtered(b, &format!("{}{extra}", prefixed(columns)), table, kind, account, q.filter)?;
+        let (mut sql, values) = filtered(b, &prefixed(columns), table, kind, account, q.filter)?;
         sql.push_str(&format!(" ORDER BY {order} LIMIT {} OFFSET {offset}", q.count));
         let rows = db.rows(Statement::from_sql_and_values(b, sql, values)).await?;
         rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?
@@ -145,43 +142,7 @@ async fn page<T, R: Reads>(
 
 /// A page of users matching the query, with the total count.
 pub async fn list_users<R: Reads>(db: &R, account: &str, q: &ListQuery<'_>) -> Result<(u64, Vec<UserRow>), QueryError> {
-    page(db, ResourceKind::User, "scim_users", USER_COLUMNS, "", account, q, user_from_row).await
-}
-
-/// A user with the groups it is a direct member of, as (id, displayName) ordered by id.
-pub type UserWithGroups = (UserRow, Vec<(String, String)>);
-
-/// [`list_users`] with each user's groups, read by the page's own statement. A `userName eq`
-/// lookup, Entra's most frequent request, was a statement for the page and one for its groups:
-/// on SQLite each statement takes the WAL read lock anew, on Postgres it is a round trip.
-pub async fn list_users_with_groups<R: Reads>(
-    db: &R,
-    account: &str,
-    q: &ListQuery<'_>,
-) -> Result<(u64, Vec<UserWithGroups>), QueryError> {
-    let pairs = if db.backend() == DbBackend::Postgres {
-        "json_agg(json_build_array(g.id, g.display_name))::text"
-    } else {
-        "json_group_array(json_array(g.id, g.display_name))"
-    };
-    let groups = format!(
-        ", (SELECT {pairs} FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id \
-         WHERE m.account_id = t.account_id AND m.member_id = t.id)"
-    );
-    page(db, ResourceKind::User, "scim_users", USER_COLUMNS, &groups, account, q, user_with_groups_from_row).await
-}
-
-/// Decodes a row of [`list_users_with_groups`]: the user's columns, then its groups as a JSON
-/// array of `[id, displayName]` pairs (NULL on Postgres when there are none).
-fn user_with_groups_from_row(r: &ReadRow) -> Result<UserWithGroups, StoreError> {
-    let user = user_from_row(r)?;
-    let groups_at = USER_COLUMNS.split(", ").count();
-    let mut groups: Vec<(String, String)> = match r.get::<Option<String>>(groups_at)? {
-        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("user groups: {e}")))?,
-        None => Vec::new(),
-    };
-    groups.sort();
-    Ok((user, groups))
+    page(db, ResourceKind::User, "scim_users", USER_COLUMNS, account, q, user_from_row).await
 }
 
 /// A page of groups matching the query, with the total count.
@@ -190,7 +151,7 @@ pub async fn list_groups<R: Reads>(
     account: &str,
     q: &ListQuery<'_>,
 ) -> Result<(u64, Vec<GroupRow>), QueryError> {
-    page(db, ResourceKind::Group, "scim_groups", GROUP_COLUMNS, "", account, q, group_from_row).await
+    page(db, ResourceKind::Group, "scim_groups", GROUP_COLUMNS, account, q, group_from_row).await
 }
 
 /// One user.
@@ -234,6 +195,30 @@ pub async fn member_of<R: Reads>(db: &R, account: &str, member: &str) -> Result<
         ))
         .await?;
     rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
+}
+
+/// [`member_of`] for several members at once (a page of users): one query per 500 members.
+pub async fn member_of_many<R: Reads>(
+    db: &R,
+    account: &str,
+    members: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<(String, String)>>, StoreError> {
+    let b = db.backend();
+    let mut out: std::collections::HashMap<String, Vec<(String, String)>> =
+        members.iter().map(|m| ((*m).to_string(), Vec::new())).collect();
+    for chunk in members.chunks(IN_CHUNK) {
+        let marks = placeholders(chunk.len());
+        let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|m| Value::from(*m)));
+        let sql = format!(
+            "SELECT m.member_id, g.id, g.display_name FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id \
+             WHERE m.account_id = ? AND m.member_id IN ({marks}) ORDER BY g.id"
+        );
+        for r in db.rows(stmt(b, &sql, values)).await? {
+            let member: String = r.get(0)?;
+            out.entry(member).or_default().push((r.get(1)?, r.get(2)?));
+        }
+    }
+    Ok(out)
 }
 
 /// The weak ETag of a version.
