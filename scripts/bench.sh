@@ -20,7 +20,7 @@
 # Knobs (environment):
 #   BENCH_SCALE=small|default|large  small: a smoke test of the whole pipeline in a few minutes (tiny sizes);
 #                                    large: the full scenario at 10 accounts x 10,000 users x 100 groups
-#   BENCH_CONCURRENCY="1 4 16 32 64 128" concurrency sweep of the creates and lookups
+#   BENCH_CONCURRENCY="1 4 16 32 64 128 256" concurrency sweep of the creates and lookups
 #   BENCH_SECS=10                    seconds per sweep point
 #   BENCH_MEMBER_ADD_USERS=100000    largest group of the member-add scenario
 #   BENCH_RELICENSE_USERS=100000     users re-licensed by the relicense scenario
@@ -42,7 +42,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 server_env=${BENCH_SERVER_ENV-ROSTER_RATE_LIMIT_PER_ACCOUNT=0}
 cargo=${CARGO:-cargo}
 scale=${BENCH_SCALE:-default}
-concurrency=${BENCH_CONCURRENCY:-1 4 16 32 64 128}
+concurrency=${BENCH_CONCURRENCY:-1 4 16 32 64 128 256}
 secs=${BENCH_SECS:-10}
 member_add_users=${BENCH_MEMBER_ADD_USERS:-100000}
 relicense_users=${BENCH_RELICENSE_USERS:-100000}

@@ -299,11 +299,11 @@ def main():
     rows = []
     b = best(creates)
     rows.append(["embedded: creates/s end to end (best over the sweep)", "≥ 5,000/s",
-                 f"{num(b['rps'])}/s at c={b['c']}" if b else "n/a",
+                 f"{num(b['rps'])}/s at c={b['c']} (p99 {num(b['p99'], 1)} ms)" if b else "n/a",
                  verdict(b and b["rps"], 5000, True)])
     b = best(lookups)
     rows.append(["embedded: `userName eq` lookups/s (best over the sweep)", "≥ 15,000/s",
-                 f"{num(b['rps'])}/s at c={b['c']}" if b else "n/a",
+                 f"{num(b['rps'])}/s at c={b['c']} (p99 {num(b['p99'], 1)} ms)" if b else "n/a",
                  verdict(b and b["rps"], 15000, True)])
     for label, rs in (("creates", creates), ("lookups", lookups)):
         r = at(rs, 32)
