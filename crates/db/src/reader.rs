@@ -89,6 +89,12 @@ fn run_within_budget(conn: &rusqlite::Connection, stmt: &Statement) -> Result<Ve
         .and_then(|()| run(conn, stmt))
 }
 
+/// Runs a statement without parameters or rows from the connection's statement cache
+/// (`execute_batch` would parse it again every time).
+fn exec_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn run(conn: &rusqlite::Connection, stmt: &Statement) -> Result<Vec<ReadRow>, ReadFailure> {
     let mut prepared = conn.prepare_cached(&stmt.sql).map_err(failure)?;
     let values: Vec<&Value> = stmt.values.as_ref().map(|v| v.0.iter().collect()).unwrap_or_default();
@@ -363,7 +369,7 @@ impl ReadSession<'_> {
             self.conn.lock().map_err(|_| ReadFailure::Failed(DbErr::Custom("read session poisoned".into())))?;
         if slot.is_none() {
             let conn = reader.checkout().map_err(ReadFailure::Failed)?;
-            if let Err(e) = conn.execute_batch("BEGIN") {
+            if let Err(e) = exec_cached(&conn, "BEGIN") {
                 reader.give_back(conn);
                 return Err(ReadFailure::Failed(read_error(e)));
             }
@@ -400,7 +406,7 @@ impl Drop for ReadSession<'_> {
         let conn = self.conn.get_mut().ok().and_then(Option::take);
         if let (Some(conn), Some(reader)) = (conn, &self.db.sqlite) {
             // A connection whose transaction would not end is dropped rather than reused.
-            if conn.execute_batch("COMMIT").is_ok() {
+            if exec_cached(&conn, "COMMIT").is_ok() {
                 reader.give_back(conn);
             }
         }
