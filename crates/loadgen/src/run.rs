@@ -342,7 +342,8 @@ impl AccountRun {
             if ans.status == 200 {
                 if total_results(&ans.body) != Some(0) {
                     Scim::unexpected(st, Kind::UserLookup, || {
-                        format!("user lookup: expected no match: {}", ans.snippet())
+                        let q = user_lookup_query(&specs[i].1.user_name);
+                        format!("GET /Users?{q}: expected no match: {}", ans.snippet())
                     });
                     return Step::Stop;
                 }
