@@ -178,7 +178,7 @@ async fn render_user_by_id<R: Reads>(
     let base = state.base_url(account);
     let groups =
         if sel.wants(ResourceKind::User, "groups") { Some(read::member_of(db, account, id).await?) } else { None };
-    Ok(Some(sel.apply(ResourceKind::User, &read::render_user(&row, &base, groups.as_deref()))))
+    Ok(Some(sel.apply(ResourceKind::User, read::render_user(row, &base, groups.as_deref()))))
 }
 
 async fn render_group_by_id<R: Reads>(
@@ -195,7 +195,7 @@ async fn render_group_by_id<R: Reads>(
     } else {
         None
     };
-    Ok(Some(sel.apply(ResourceKind::Group, &read::render_group(&row, &base, members.as_deref()))))
+    Ok(Some(sel.apply(ResourceKind::Group, read::render_group(row, &base, members.as_deref()))))
 }
 
 fn parse_filter(kind: ResourceKind, text: &str, state: &IngressState) -> Result<Filter> {
@@ -257,29 +257,29 @@ async fn list(req: HttpRequest, state: web::Data<IngressState>, kind: ResourceKi
             // correlated subquery in the page's statement, SQLite computed them for every row
             // it sorted, before the LIMIT and OFFSET (a page of 100,000 users took seconds).
             let (total, rows) = read::list_users(&db, &account, &lq).await?;
-            let groups = if sel.wants(kind, "groups") && !rows.is_empty() {
+            let mut groups = if sel.wants(kind, "groups") && !rows.is_empty() {
                 let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
                 Some(read::member_of_many(&db, &account, &ids).await?)
             } else {
                 None
             };
             let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let of = groups.as_ref().map(|g| g.get(&row.id).map(Vec::as_slice).unwrap_or_default());
-                out.push(sel.apply(kind, &read::render_user(row, &base, of)));
+            for row in rows {
+                let of = groups.as_mut().map(|g| g.remove(&row.id).unwrap_or_default());
+                out.push(sel.apply(kind, read::render_user(row, &base, of.as_deref())));
             }
             Ok(list_body(out, total, start_index))
         }
         ResourceKind::Group => {
             let (total, rows) = read::list_groups(&db, &account, &lq).await?;
             let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
+            for row in rows {
                 let members = if sel.wants(kind, "members") {
                     Some(read::group_members(&db, &account, &row.id).await?)
                 } else {
                     None
                 };
-                out.push(sel.apply(kind, &read::render_group(row, &base, members.as_deref())));
+                out.push(sel.apply(kind, read::render_group(row, &base, members.as_deref())));
             }
             Ok(list_body(out, total, start_index))
         }
@@ -322,7 +322,7 @@ async fn get_one(req: HttpRequest, state: web::Data<IngressState>, kind: Resourc
     {
         return Err(ScimError::not_found(format!("{} {id:?} does not match the filter", kind.as_str())).into());
     }
-    Ok(resource_response(StatusCode::OK, &sel.apply(kind, &resource)))
+    Ok(resource_response(StatusCode::OK, &sel.apply(kind, resource)))
 }
 
 async fn get_user(req: HttpRequest, state: web::Data<IngressState>) -> Result<HttpResponse> {
@@ -389,10 +389,10 @@ async fn create(
             );
             let payload = Payload::UserCreated { attributes: n.attributes };
             let outcome = submit(&req, &state, &account, token, ResourceType::User, id, payload, time).await?;
-            let body = read::render_user(&row, &state.base_url(&account), Some(&[]));
+            let body = read::render_user(row, &state.base_url(&account), Some(&[]));
             return Ok(resource_response(
                 StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::CREATED),
-                &AttributeSelection::all().apply(ResourceKind::User, &body),
+                &AttributeSelection::all().apply(ResourceKind::User, body),
             ));
         }
         ResourceKind::Group => {

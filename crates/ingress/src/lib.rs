@@ -12,7 +12,7 @@ mod state;
 pub mod tls;
 mod wait;
 
-use actix_web::web;
+use actix_web::{HttpMessage as _, web};
 
 pub use state::{IngressConfig, IngressState};
 pub use wait::{OutcomeWaiter, SubmitError};
@@ -100,6 +100,8 @@ pub async fn trace_requests(
     if let Some(r) = &route {
         span.record("http.route", r.as_str());
     }
+    // Matching the route runs the router's patterns again: http_metrics takes this one.
+    req.extensions_mut().insert(RoutePattern(route));
     if let Some(parent) = handlers::client_trace_context(req.headers()) {
         roster_telemetry::trace::set_parent(&span, &parent);
     }
@@ -115,6 +117,9 @@ pub async fn trace_requests(
     result
 }
 
+/// The route pattern trace_requests matched, handed to http_metrics in the request's extensions.
+struct RoutePattern(Option<String>);
+
 /// Records request count, latency and in-flight requests by route pattern (bounded cardinality:
 /// `/scim/v2/accounts/{account}/Users/{id}`, never raw paths).
 pub async fn http_metrics(
@@ -122,18 +127,20 @@ pub async fn http_metrics(
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let m = roster_telemetry::metrics();
-    let method = req.method().as_str().to_string();
+    let method = req.method().clone();
+    let matched = req.extensions_mut().remove::<RoutePattern>();
     let started = std::time::Instant::now();
     m.http_in_flight.inc();
     let result = next.call(req).await;
     m.http_in_flight.dec();
-    // The route is known only after routing: take it from the request the response carries.
-    let (route, status) = match &result {
-        Ok(res) => (res.request().match_pattern(), res.status().as_u16()),
-        Err(e) => (None, e.as_response_error().status_code().as_u16()),
+    let (route, status) = match (&result, matched) {
+        (Ok(res), Some(RoutePattern(route))) => (route, res.status()),
+        // Without trace_requests in front, the route comes from the request the response carries.
+        (Ok(res), None) => (res.request().match_pattern(), res.status()),
+        (Err(e), matched) => (matched.and_then(|m| m.0), e.as_response_error().status_code()),
     };
-    let route = route.unwrap_or_else(|| "unmatched".to_string());
-    m.http_duration.with_label_values(&[route.as_str(), method.as_str()]).observe(started.elapsed().as_secs_f64());
-    m.http_requests.with_label_values(&[route.as_str(), method.as_str(), status.to_string().as_str()]).inc();
+    let route = route.as_deref().unwrap_or("unmatched");
+    m.http_duration.with_label_values(&[route, method.as_str()]).observe(started.elapsed().as_secs_f64());
+    m.http_requests.with_label_values(&[route, method.as_str(), status.as_str()]).inc();
     result
 }

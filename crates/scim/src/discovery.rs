@@ -40,13 +40,14 @@ fn base(base_url: &str) -> &str {
 
 /// A ListResponse (RFC 7644 §3.4.2); `Resources` is present even when empty, as Entra expects.
 pub fn list_response(resources: Vec<Value>, total: u64, start_index: u64, items_per_page: usize) -> Value {
-    json!({
-        "schemas": [LIST_RESPONSE_SCHEMA],
-        "totalResults": total,
-        "Resources": resources,
-        "startIndex": start_index,
-        "itemsPerPage": items_per_page,
-    })
+    // Built by hand: `json!` would serialise `resources` into a copy of every resource.
+    let mut out = serde_json::Map::new();
+    out.insert("schemas".into(), Value::Array(vec![LIST_RESPONSE_SCHEMA.into()]));
+    out.insert("totalResults".into(), total.into());
+    out.insert("Resources".into(), Value::Array(resources));
+    out.insert("startIndex".into(), start_index.into());
+    out.insert("itemsPerPage".into(), items_per_page.into());
+    Value::Object(out)
 }
 
 /// `GET /Schemas`: every schema Roster supports.

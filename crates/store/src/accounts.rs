@@ -295,25 +295,33 @@ pub async fn authenticate<R: Reads>(db: &R, account_id: &str, secret: &str) -> R
 /// Records `last_used_at` in memory and writes it in batches, so authentication costs no write.
 #[derive(Debug, Default)]
 pub struct UsageRecorder {
-    pending: Mutex<HashMap<String, String>>,
+    // The instant, formatted only when written: every request touches, a flush comes every few seconds.
+    pending: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
 }
 
 impl UsageRecorder {
     /// Notes that a token was used now.
     pub fn touch(&self, token_id: &str) {
+        let now = chrono::Utc::now();
         if let Ok(mut p) = self.pending.lock() {
-            p.insert(token_id.to_string(), roster_scim::time::now());
+            match p.get_mut(token_id) {
+                Some(at) => *at = now,
+                None => {
+                    p.insert(token_id.to_string(), now);
+                }
+            }
         }
     }
 
     /// Writes the pending timestamps (called periodically and on shutdown).
     pub async fn flush(&self, db: &Db) -> Result<(), StoreError> {
-        let pending: Vec<(String, String)> = match self.pending.lock() {
+        let pending: Vec<(String, chrono::DateTime<chrono::Utc>)> = match self.pending.lock() {
             Ok(mut p) => p.drain().collect(),
             Err(_) => return Ok(()),
         };
         let b = db.get_database_backend();
         for (id, at) in pending {
+            let at = roster_scim::time::format_datetime(at);
             db.execute_raw(stmt(b, "UPDATE scim_tokens SET last_used_at = ? WHERE id = ?", [at.into(), id.into()]))
                 .await?;
         }

@@ -3,6 +3,8 @@
 //! Lists translate the SCIM filter to SQL (never loading a whole account); members and a user's
 //! groups are loaded only when the response will include them.
 
+use std::sync::LazyLock;
+
 use roster_db::{IndexedRow, ReadRow, Reads, StoreError, stmt};
 use roster_filter_sql::{Dialect, SortOrder, SqlParam};
 use roster_scim::ScimError;
@@ -98,6 +100,10 @@ fn prefixed(columns: &str) -> String {
     columns.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
 }
 
+/// The page statements' column lists, built once: every list request used to build its own.
+static USER_PAGE_COLUMNS: LazyLock<String> = LazyLock::new(|| prefixed(USER_COLUMNS));
+static GROUP_PAGE_COLUMNS: LazyLock<String> = LazyLock::new(|| prefixed(GROUP_COLUMNS));
+
 async fn page<T, R: Reads>(
     db: &R,
     kind: ResourceKind,
@@ -119,7 +125,7 @@ async fn page<T, R: Reads>(
             dialect(b),
             "t",
         )?;
-        let (mut sql, values) = filtered(b, &prefixed(columns), table, kind, account, q.filter)?;
+        let (mut sql, values) = filtered(b, columns, table, kind, account, q.filter)?;
         sql.push_str(&format!(" ORDER BY {order} LIMIT {} OFFSET {offset}", q.count));
         let rows = db.rows(Statement::from_sql_and_values(b, sql, values)).await?;
         rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?
@@ -142,7 +148,7 @@ async fn page<T, R: Reads>(
 
 /// A page of users matching the query, with the total count.
 pub async fn list_users<R: Reads>(db: &R, account: &str, q: &ListQuery<'_>) -> Result<(u64, Vec<UserRow>), QueryError> {
-    page(db, ResourceKind::User, "scim_users", USER_COLUMNS, account, q, user_from_row).await
+    page(db, ResourceKind::User, "scim_users", &USER_PAGE_COLUMNS, account, q, user_from_row).await
 }
 
 /// A page of groups matching the query, with the total count.
@@ -151,7 +157,7 @@ pub async fn list_groups<R: Reads>(
     account: &str,
     q: &ListQuery<'_>,
 ) -> Result<(u64, Vec<GroupRow>), QueryError> {
-    page(db, ResourceKind::Group, "scim_groups", GROUP_COLUMNS, account, q, group_from_row).await
+    page(db, ResourceKind::Group, "scim_groups", &GROUP_PAGE_COLUMNS, account, q, group_from_row).await
 }
 
 /// One user.
@@ -241,8 +247,9 @@ fn meta(kind: ResourceKind, base: &str, id: &str, created: &str, last_modified: 
 }
 
 /// Renders a user as a full SCIM resource. `groups` is `None` when the caller will not return them.
-pub fn render_user(u: &UserRow, base: &str, groups: Option<&[(String, String)]>) -> Json {
-    let mut out: Map<String, Json> = u.resource.clone();
+/// It takes the row by value: its stored attributes become the answer without a copy.
+pub fn render_user(u: UserRow, base: &str, groups: Option<&[(String, String)]>) -> Json {
+    let mut out: Map<String, Json> = u.resource;
     let mut schemas = vec![Json::from(USER_SCHEMA)];
     if out.contains_key(ENTERPRISE_USER_SCHEMA) {
         schemas.push(ENTERPRISE_USER_SCHEMA.into());
@@ -253,7 +260,6 @@ pub fn render_user(u: &UserRow, base: &str, groups: Option<&[(String, String)]>)
         out.insert(ROSTER_USER_SCHEMA.into(), json!({ "licenseType": lic }));
     }
     out.insert("schemas".into(), Json::Array(schemas));
-    out.insert("id".into(), u.id.clone().into());
     if let Some(groups) = groups
         && !groups.is_empty()
     {
@@ -264,14 +270,15 @@ pub fn render_user(u: &UserRow, base: &str, groups: Option<&[(String, String)]>)
         out.insert("groups".into(), Json::Array(list));
     }
     out.insert("meta".into(), meta(ResourceKind::User, base, &u.id, &u.created, &u.last_modified, u.version));
+    out.insert("id".into(), u.id.into());
     Json::Object(out)
 }
 
 /// Renders a group as a full SCIM resource. `members` is `None` when the caller will not return them.
-pub fn render_group(g: &GroupRow, base: &str, members: Option<&[MemberView]>) -> Json {
-    let mut out: Map<String, Json> = g.resource.clone();
+/// It takes the row by value, as [`render_user`] does.
+pub fn render_group(g: GroupRow, base: &str, members: Option<&[MemberView]>) -> Json {
+    let mut out: Map<String, Json> = g.resource;
     out.insert("schemas".into(), json!([GROUP_SCHEMA]));
-    out.insert("id".into(), g.id.clone().into());
     if let Some(members) = members {
         let list = members
             .iter()
@@ -287,5 +294,6 @@ pub fn render_group(g: &GroupRow, base: &str, members: Option<&[MemberView]>) ->
         out.insert("members".into(), Json::Array(list));
     }
     out.insert("meta".into(), meta(ResourceKind::Group, base, &g.id, &g.created, &g.last_modified, g.version));
+    out.insert("id".into(), g.id.into());
     Json::Object(out)
 }

@@ -91,48 +91,49 @@ impl AttributeSelection {
         }
     }
 
-    /// Trims a fully rendered resource to the selection.
-    pub fn apply(&self, kind: ResourceKind, resource: &Value) -> Value {
+    /// Trims a fully rendered resource to the selection. It takes the resource by value so that
+    /// what is kept moves into the answer instead of being copied (lists render many).
+    pub fn apply(&self, kind: ResourceKind, resource: Value) -> Value {
         let Value::Object(obj) = resource else {
-            return resource.clone();
+            return resource;
         };
         let keep_unknown = !matches!(self.mode, Mode::Include(_));
         let mut out = Map::new();
         for (key, value) in obj {
             if key.eq_ignore_ascii_case("schemas") {
-                out.insert(key.clone(), value.clone());
+                out.insert(key, value);
                 continue;
             }
-            match resolve_key(kind, key) {
+            match resolve_key(kind, &key) {
                 KeyTarget::Schema(s) if s.id != kind.core_schema().id => {
                     let Value::Object(inner) = value else {
                         continue;
                     };
                     let mut kept = Map::new();
                     for (ik, iv) in inner {
-                        match resolve_in_schema(s, ik) {
+                        match resolve_in_schema(s, &ik) {
                             Some(ra) if ra.sub.is_none() => {
                                 if let Some(v) = self.project(s.id, ra.attr, iv) {
-                                    kept.insert(ik.clone(), v);
+                                    kept.insert(ik, v);
                                 }
                             }
                             _ if keep_unknown => {
-                                kept.insert(ik.clone(), iv.clone());
+                                kept.insert(ik, iv);
                             }
                             _ => {}
                         }
                     }
                     if !kept.is_empty() {
-                        out.insert(key.clone(), Value::Object(kept));
+                        out.insert(key, Value::Object(kept));
                     }
                 }
                 KeyTarget::Attr(ra) if ra.sub.is_none() && !key.contains(':') => {
                     if let Some(v) = self.project(ra.schema.id, ra.attr, value) {
-                        out.insert(key.clone(), v);
+                        out.insert(key, v);
                     }
                 }
                 _ if keep_unknown => {
-                    out.insert(key.clone(), value.clone());
+                    out.insert(key, value);
                 }
                 _ => {}
             }
@@ -141,7 +142,7 @@ impl AttributeSelection {
     }
 
     /// The projected value of one top-level attribute, or `None` to leave it out.
-    fn project(&self, schema: &str, def: &AttributeDef, v: &Value) -> Option<Value> {
+    fn project(&self, schema: &str, def: &AttributeDef, v: Value) -> Option<Value> {
         if !self.keeps(schema, def) {
             return None;
         }
@@ -149,7 +150,7 @@ impl AttributeSelection {
             Mode::Include(list) => {
                 let sels: Vec<&Sel> = list.iter().filter(|s| s.covers(schema, def.name)).collect();
                 if def.returned == Returned::Always || sels.iter().any(|s| s.whole()) {
-                    return Some(v.clone());
+                    return Some(v);
                 }
                 let subs: Vec<&str> = sels.iter().filter_map(|s| s.sub).collect();
                 retain_subs(v, |k| subs.iter().any(|s| s.eq_ignore_ascii_case(k)))
@@ -158,29 +159,28 @@ impl AttributeSelection {
                 let subs: Vec<&str> =
                     list.iter().filter(|s| s.covers(schema, def.name)).filter_map(|s| s.sub).collect();
                 if subs.is_empty() {
-                    return Some(v.clone());
+                    return Some(v);
                 }
                 retain_subs(v, |k| !subs.iter().any(|s| s.eq_ignore_ascii_case(k)))
             }
-            Mode::All => Some(v.clone()),
+            Mode::All => Some(v),
         }
     }
 }
 
 /// Keeps the sub-attributes for which `keep` holds, in an object or each element of an array;
 /// emptied objects are dropped, and `None` when nothing is left.
-fn retain_subs(v: &Value, keep: impl Fn(&str) -> bool + Copy) -> Option<Value> {
+fn retain_subs(v: Value, keep: impl Fn(&str) -> bool + Copy) -> Option<Value> {
     match v {
         Value::Object(m) => {
-            let kept: Map<String, Value> =
-                m.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let kept: Map<String, Value> = m.into_iter().filter(|(k, _)| keep(k)).collect();
             (!kept.is_empty()).then_some(Value::Object(kept))
         }
         Value::Array(a) => {
-            let kept: Vec<Value> = a.iter().filter_map(|e| retain_subs(e, keep)).collect();
+            let kept: Vec<Value> = a.into_iter().filter_map(|e| retain_subs(e, keep)).collect();
             (!kept.is_empty()).then_some(Value::Array(kept))
         }
-        other => Some(other.clone()),
+        other => Some(other),
     }
 }
 

@@ -396,13 +396,13 @@ fn no_parameters_returns_everything_but_password() {
     if let Some(o) = r.as_object_mut() {
         o.insert("password".into(), json!("secret"));
     }
-    let out = AttributeSelection::all().apply(User, &r);
+    let out = AttributeSelection::all().apply(User, r);
     assert_eq!(out, rendered_user());
 }
 
 #[test]
 fn attributes_returns_only_the_listed_ones_plus_id_and_schemas() {
-    let out = selection(User, Some("userName,emails"), None).apply(User, &rendered_user());
+    let out = selection(User, Some("userName,emails"), None).apply(User, rendered_user());
     assert_eq!(
         out,
         json!({
@@ -416,28 +416,28 @@ fn attributes_returns_only_the_listed_ones_plus_id_and_schemas() {
 
 #[test]
 fn attributes_with_sub_attributes_trim_complex_values() {
-    let out = selection(User, Some("name.givenName, emails.value"), None).apply(User, &rendered_user());
+    let out = selection(User, Some("name.givenName, emails.value"), None).apply(User, rendered_user());
     assert_eq!(out["name"], json!({"givenName": "Jane"}));
     assert_eq!(out["emails"], json!([{"value": "jdoe@contoso.com"}]));
 }
 
 #[test]
 fn attributes_with_urn_qualified_extension_attribute() {
-    let out = selection(User, Some(&format!("{ENT}:employeeNumber")), None).apply(User, &rendered_user());
+    let out = selection(User, Some(&format!("{ENT}:employeeNumber")), None).apply(User, rendered_user());
     assert_eq!(out[ENT], json!({"employeeNumber": "42"}));
-    let out = selection(User, Some(ENT), None).apply(User, &rendered_user());
+    let out = selection(User, Some(ENT), None).apply(User, rendered_user());
     assert_eq!(out[ENT], json!({"employeeNumber": "42", "department": "Tech"}));
 }
 
 #[test]
 fn attribute_names_in_parameters_are_case_insensitive() {
-    let out = selection(User, Some("USERNAME"), None).apply(User, &rendered_user());
+    let out = selection(User, Some("USERNAME"), None).apply(User, rendered_user());
     assert_eq!(out["userName"], "jdoe@contoso.com");
 }
 
 #[test]
 fn excluded_attributes_removes_them() {
-    let out = selection(User, None, Some("groups,emails,name.familyName")).apply(User, &rendered_user());
+    let out = selection(User, None, Some("groups,emails,name.familyName")).apply(User, rendered_user());
     assert!(out.get("groups").is_none() && out.get("emails").is_none());
     assert_eq!(out["name"], json!({"givenName": "Jane"}));
     assert_eq!(out["userName"], "jdoe@contoso.com");
@@ -445,14 +445,14 @@ fn excluded_attributes_removes_them() {
 
 #[test]
 fn id_and_schemas_cannot_be_excluded() {
-    let out = selection(User, None, Some("id,schemas")).apply(User, &rendered_user());
+    let out = selection(User, None, Some("id,schemas")).apply(User, rendered_user());
     assert_eq!(out["id"], "u1");
     assert!(out.get("schemas").is_some());
 }
 
 #[test]
 fn attributes_wins_over_excluded_attributes() {
-    let out = selection(User, Some("userName"), Some("userName")).apply(User, &rendered_user());
+    let out = selection(User, Some("userName"), Some("userName")).apply(User, rendered_user());
     assert_eq!(out["userName"], "jdoe@contoso.com");
 }
 
@@ -462,7 +462,7 @@ fn entra_group_query_excludes_members() {
     assert!(!sel.wants(Group, "members"));
     assert!(sel.wants(Group, "displayName"));
     let g = json!({"schemas": [GROUP_SCHEMA], "id": "g", "displayName": "G", "members": [{"value": "u"}]});
-    assert_eq!(sel.apply(Group, &g), json!({"schemas": [GROUP_SCHEMA], "id": "g", "displayName": "G"}));
+    assert_eq!(sel.apply(Group, g), json!({"schemas": [GROUP_SCHEMA], "id": "g", "displayName": "G"}));
 }
 
 #[test]
@@ -480,14 +480,14 @@ fn wants_reports_whether_an_attribute_is_returned() {
 
 #[test]
 fn unknown_names_are_ignored() {
-    let out = selection(User, Some("userName,shoeSize"), None).apply(User, &rendered_user());
+    let out = selection(User, Some("userName,shoeSize"), None).apply(User, rendered_user());
     assert_eq!(out["userName"], "jdoe@contoso.com");
     assert!(out.get("shoeSize").is_none());
 }
 
 #[test]
 fn bracket_filters_in_attributes_select_the_attribute() {
-    let out = selection(User, Some(r#"emails[type eq "work"]"#), None).apply(User, &rendered_user());
+    let out = selection(User, Some(r#"emails[type eq "work"]"#), None).apply(User, rendered_user());
     assert!(out.get("emails").is_some());
 }
 
