@@ -237,13 +237,14 @@ fn meta(kind: ResourceKind, base: &str, id: &str, created: &str, last_modified: 
         ResourceKind::User => "Users",
         ResourceKind::Group => "Groups",
     };
-    json!({
-        "resourceType": kind.as_str(),
-        "created": created,
-        "lastModified": last_modified,
-        "version": etag(version),
-        "location": format!("{base}/{path}/{id}"),
-    })
+    // Built by hand: `json!` serialises each value it is given into a new one.
+    let mut m = Map::new();
+    m.insert("resourceType".into(), kind.as_str().into());
+    m.insert("created".into(), created.into());
+    m.insert("lastModified".into(), last_modified.into());
+    m.insert("version".into(), etag(version).into());
+    m.insert("location".into(), format!("{base}/{path}/{id}").into());
+    Json::Object(m)
 }
 
 /// Renders a user as a full SCIM resource. `groups` is `None` when the caller will not return them.
