@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 mod reader;
-pub use reader::{IndexedRow, ReadDb, ReadRow, ReadSession, Reads};
+pub use reader::{IndexedRow, ReadDb, ReadRow, ReadSession, Reads, sqlite_vm_steps};
 
 use roster_migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement, Value};
@@ -253,6 +253,39 @@ pub mod testing {
         let db = connect(&url).await?;
         migrate(&db).await?;
         Ok((db, url))
+    }
+
+    /// Reads through another [`Reads`] and keeps every statement run, so a test can examine the
+    /// statements that a store function issues (see [`crate::sqlite_vm_steps`]).
+    pub struct Recording<'a, R> {
+        inner: &'a R,
+        seen: std::sync::Mutex<Vec<sea_orm::Statement>>,
+    }
+
+    impl<'a, R> Recording<'a, R> {
+        /// Records the reads made through `inner`.
+        pub fn new(inner: &'a R) -> Self {
+            Self { inner, seen: std::sync::Mutex::new(Vec::new()) }
+        }
+
+        /// The statements run so far, in order.
+        pub fn statements(&self) -> Vec<sea_orm::Statement> {
+            self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl<R: crate::Reads> crate::Reads for Recording<'_, R> {
+        fn backend(&self) -> sea_orm::DbBackend {
+            self.inner.backend()
+        }
+
+        async fn rows(&self, stmt: sea_orm::Statement) -> Result<Vec<crate::ReadRow>, sea_orm::DbErr> {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.push(stmt.clone());
+            }
+            self.inner.rows(stmt).await
+        }
     }
 
     fn unique() -> u64 {

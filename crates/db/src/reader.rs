@@ -151,6 +151,24 @@ fn read_error(e: rusqlite::Error) -> DbErr {
     DbErr::Custom(format!("sqlite read: {e}"))
 }
 
+/// How many virtual-machine steps SQLite takes to run `stmt` to completion on the file `db`
+/// reads. Unlike a statement's time, this measure of its work does not depend on the machine's
+/// speed or load, so tests can check that a query's cost does not grow with the data.
+pub fn sqlite_vm_steps(db: &DatabaseConnection, stmt: &Statement) -> Result<i64, DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return Err(DbErr::Custom("virtual-machine steps are counted on SQLite only".into()));
+    }
+    let path = db.get_sqlite_connection_pool().connect_options().get_filename().to_path_buf();
+    let conn = rusqlite::Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(read_error)?;
+    let mut prepared = conn.prepare(&stmt.sql).map_err(read_error)?;
+    let values: Vec<&Value> = stmt.values.as_ref().map(|v| v.0.iter().collect()).unwrap_or_default();
+    let params = values.iter().map(|v| param(v)).collect::<Result<Vec<_>, _>>()?;
+    let mut rows = prepared.query(rusqlite::params_from_iter(params.iter())).map_err(read_error)?;
+    while rows.next().map_err(read_error)?.is_some() {}
+    drop(rows);
+    Ok(i64::from(prepared.get_status(rusqlite::StatementStatus::VmStep)))
+}
+
 /// A statement parameter as SQLite binds it.
 fn param(v: &Value) -> Result<Box<dyn ToSql + '_>, DbErr> {
     Ok(match v {
