@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_initial;
 mod m20261129_000002_licensing;
 mod m20261129_000003_license_dirty;
+mod m20261130_000004_member_groups_index;
 
 /// The migrator `roster migrate` and every process start run.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_initial::Migration),
             Box::new(m20261129_000002_licensing::Migration),
             Box::new(m20261129_000003_license_dirty::Migration),
+            Box::new(m20261130_000004_member_groups_index::Migration),
         ]
     }
 }

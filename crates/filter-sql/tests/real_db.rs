@@ -48,7 +48,7 @@ const DDL: [&str; 4] = [
     "CREATE TABLE scim_members (
       account_id TEXT NOT NULL, group_id TEXT NOT NULL, member_id TEXT NOT NULL, member_type TEXT NOT NULL,
       PRIMARY KEY (account_id, group_id, member_id))",
-    "CREATE INDEX scim_members_member ON scim_members (account_id, member_id)",
+    "CREATE INDEX scim_members_member_group ON scim_members (account_id, member_id, group_id)",
 ];
 
 // ================================================================================== fixture

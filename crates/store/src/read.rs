@@ -13,7 +13,7 @@ use roster_scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ROSTER_USER_SCHE
 use sea_orm::{DbBackend, Statement, Value};
 use serde_json::{Map, Value as Json, json};
 
-use crate::sql::{IN_CHUNK, placeholders};
+use crate::sql::{IN_CHUNK, MEMBERSHIPS_AND_GROUPS, placeholders};
 use crate::write::{
     GROUP_COLUMNS, GroupRow, USER_COLUMNS, UserRow, group_by_id_sql, group_from_row, user_by_id_sql, user_from_row,
 };
@@ -192,15 +192,12 @@ pub async fn group_members<R: Reads>(db: &R, account: &str, group: &str) -> Resu
 /// The groups a user (or group) is a direct member of, as (id, displayName), ordered by id.
 pub async fn member_of<R: Reads>(db: &R, account: &str, member: &str) -> Result<Vec<(String, String)>, StoreError> {
     let b = db.backend();
-    let rows = db
-        .rows(stmt(
-            b,
-            "SELECT g.id, g.display_name FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id \
-             WHERE m.account_id = ? AND m.member_id = ? ORDER BY g.id",
-            [account.into(), member.into()],
-        ))
-        .await?;
-    rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect()
+    let sql = format!("SELECT g.id, g.display_name {MEMBERSHIPS_AND_GROUPS} AND m.account_id = ? AND m.member_id = ?");
+    let rows = db.rows(stmt(b, &sql, [account.into(), member.into()])).await?;
+    let mut groups =
+        rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect::<Result<Vec<(String, String)>, StoreError>>()?;
+    groups.sort();
+    Ok(groups)
 }
 
 /// [`member_of`] for several members at once (a page of users): one query per 500 members.
@@ -216,13 +213,16 @@ pub async fn member_of_many<R: Reads>(
         let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|m| Value::from(*m)));
         let sql = format!(
-            "SELECT m.member_id, g.id, g.display_name FROM scim_members m JOIN scim_groups g ON g.account_id = m.account_id AND g.id = m.group_id \
-             WHERE m.account_id = ? AND m.member_id IN ({marks}) ORDER BY g.id"
+            "SELECT m.member_id, g.id, g.display_name {MEMBERSHIPS_AND_GROUPS} \
+             AND m.account_id = ? AND m.member_id IN ({marks})"
         );
         for r in db.rows(stmt(b, &sql, values)).await? {
             let member: String = r.get(0)?;
             out.entry(member).or_default().push((r.get(1)?, r.get(2)?));
         }
+    }
+    for groups in out.values_mut() {
+        groups.sort();
     }
     Ok(out)
 }
