@@ -113,7 +113,7 @@ if [[ ${BENCH_SIM:-1} != 0 ]]; then
             --duration-secs "$secs"
     done
     for c in $concurrency; do
-        sim "lookups-c$c" --scenario lookups --accounts 1 --users "$lookup_users" --concurrency "$c" \
+        sim "lookups-c$c" --scenario lookups --accounts 1 --users "$lookup_users" --groups 0 --concurrency "$c" \
             --duration-secs "$secs"
     done
     sim member-add --scenario member-add --accounts 1 --users "$member_add_users" --samples 100 \

@@ -949,14 +949,15 @@ fn estimate(cfg: &Config) -> u64 {
     let u = cfg.users as u64;
     let g = cfg.groups as u64;
     let check = u / CHECK_PAGE as u64 + 2;
+    let batches = (u * cfg.memberships_per_user.min(cfg.groups) as u64).div_ceil(cfg.member_batch.max(1) as u64);
     let per_account = match cfg.scenario {
         Scenario::Full => {
-            let batches =
-                (u * cfg.memberships_per_user.min(cfg.groups) as u64).div_ceil(cfg.member_batch.max(1) as u64);
             let cycle = u * 3 / 10 + g * 3;
             2 * u + 2 * g + batches + cycle * cfg.incremental_cycles as u64 + check + g
         }
-        Scenario::Creates | Scenario::Lookups => u + check,
+        Scenario::Creates => u + check,
+        // The lookups themselves are timed, not counted.
+        Scenario::Lookups => u + 2 * g + batches + check,
         Scenario::Relicense => u + u / cfg.member_batch.max(1) as u64 + check + 3,
         Scenario::MemberAdd => {
             let cps = member_add_checkpoints(cfg.users).len() as u64;
@@ -997,7 +998,13 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
         Scenario::Full => parallel(&mut accounts, |a| a.full(&ctx)),
         Scenario::Creates => parallel(&mut accounts, |a| a.create_users(&ctx, cfg.users, false, "creates", deadline)),
         Scenario::Lookups => {
-            parallel(&mut accounts, |a| a.create_users(&ctx, cfg.users, false, "seed-users", None));
+            // Seeding is not timed out: the deadline is the lookups' own.
+            let seeding = Ctx { deadline: None, ..ctx };
+            parallel(&mut accounts, |a| {
+                a.create_users(&seeding, cfg.users, false, "seed-users", None);
+                a.create_groups(&seeding, cfg.groups, "seed-groups");
+                a.initial_memberships(&seeding);
+            });
             let until = Instant::now() + Duration::from_secs(cfg.duration_secs.unwrap_or(10));
             parallel(&mut accounts, |a| a.lookups(&ctx, until));
         }
