@@ -119,13 +119,36 @@ fn options(url: &str) -> Result<ConnectOptions, StoreError> {
 
 /// Applies pending migrations.
 pub async fn migrate(db: &Db) -> Result<(), StoreError> {
+    if pending_migrations(db).await?.is_empty() {
+        return Ok(());
+    }
     Migrator::up(db, None).await?;
     Ok(())
 }
 
 /// Whether every migration has been applied, for `/readyz`.
 pub async fn migrations_applied(db: &Db) -> Result<bool, StoreError> {
-    Ok(Migrator::get_pending_migrations(db).await?.is_empty())
+    Ok(pending_migrations(db).await?.is_empty())
+}
+
+/// The migrations this binary knows and the database has not applied.
+///
+/// The database may also hold migrations this binary does not know: a newer version applied them
+/// (during a rollout, or before a rollback). sea-orm refuses to start then ("Migration file … is
+/// missing"), but Roster's migrations keep the previous version working on the newer schema
+/// (docs/kubernetes.md), so those are not an error here.
+async fn pending_migrations(db: &Db) -> Result<Vec<String>, StoreError> {
+    let known = Migrator::migrations().into_iter().map(|m| m.name().to_string());
+    let schema = roster_migrations::SchemaManager::new(db);
+    if !schema.has_table("seaql_migrations").await? {
+        return Ok(known.collect());
+    }
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT version FROM seaql_migrations"))
+        .await?;
+    let applied =
+        rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect::<Result<std::collections::HashSet<_>, _>>()?;
+    Ok(known.filter(|m| !applied.contains(m)).collect())
 }
 
 /// Cheap liveness query, for `/readyz`.
@@ -213,6 +236,31 @@ mod tests {
     #[tokio::test]
     async fn sqlite_has_no_keyed_pool() -> Result<(), Box<dyn std::error::Error>> {
         assert!(connect_keyed("sqlite::memory:").await?.is_none());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_by_a_newer_version_is_accepted() -> Result<(), Box<dyn std::error::Error>> {
+        let (db, _) = testing::fresh_sqlite("newer-schema").await?;
+        db.execute_unprepared(
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000001_from_a_newer_version', 0)",
+        )
+        .await?;
+        migrate(&db).await?;
+        assert!(migrations_applied(&db).await?, "the previous version runs on the newer schema");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_migration_the_database_lacks_is_pending_until_applied() -> Result<(), Box<dyn std::error::Error>> {
+        let (db, _) = testing::fresh_sqlite("lacks-one").await?;
+        let last = Migrator::migrations().last().map(|m| m.name().to_string()).ok_or("no migrations")?;
+        db.execute_unprepared(&format!("DELETE FROM seaql_migrations WHERE version = '{last}'")).await?;
+        assert!(!migrations_applied(&db).await?);
+        migrate(&db).await?;
+        assert!(migrations_applied(&db).await?);
+        let fresh = sea_orm::Database::connect("sqlite::memory:").await?;
+        assert!(!migrations_applied(&fresh).await?, "an empty database has every migration pending");
         Ok(())
     }
 
