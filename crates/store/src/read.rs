@@ -191,13 +191,7 @@ pub async fn group_members<R: Reads>(db: &R, account: &str, group: &str) -> Resu
 
 /// The groups a user (or group) is a direct member of, as (id, displayName), ordered by id.
 pub async fn member_of<R: Reads>(db: &R, account: &str, member: &str) -> Result<Vec<(String, String)>, StoreError> {
-    let b = db.backend();
-    let sql = format!("SELECT g.id, g.display_name {MEMBERSHIPS_AND_GROUPS} AND m.account_id = ? AND m.member_id = ?");
-    let rows = db.rows(stmt(b, &sql, [account.into(), member.into()])).await?;
-    let mut groups =
-        rows.iter().map(|r| Ok((r.get(0)?, r.get(1)?))).collect::<Result<Vec<(String, String)>, StoreError>>()?;
-    groups.sort();
-    Ok(groups)
+    Ok(member_of_many(db, account, &[member]).await?.remove(member).unwrap_or_default())
 }
 
 /// [`member_of`] for several members at once (a page of users): one query per 500 members.
