@@ -124,8 +124,7 @@ fn exec_cached(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
 
 fn run(reader: &SqliteReader, conn: &rusqlite::Connection, stmt: &Statement) -> Result<Vec<ReadRow>, ReadFailure> {
     let mut prepared = conn.prepare_cached(&stmt.sql).map_err(failure)?;
-    let values: Vec<&Value> = stmt.values.as_ref().map(|v| v.0.iter().collect()).unwrap_or_default();
-    let params = values.iter().map(|v| param(v)).collect::<Result<Vec<_>, _>>().map_err(ReadFailure::Failed)?;
+    let params = params(stmt).map_err(ReadFailure::Failed)?;
     let kinds = reader.kinds(&stmt.sql, &prepared);
     let mut rows = prepared.query(rusqlite::params_from_iter(params.iter())).map_err(failure)?;
     let mut out = Vec::new();
@@ -161,12 +160,16 @@ pub fn sqlite_vm_steps(db: &DatabaseConnection, stmt: &Statement) -> Result<i64,
     let path = db.get_sqlite_connection_pool().connect_options().get_filename().to_path_buf();
     let conn = rusqlite::Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(read_error)?;
     let mut prepared = conn.prepare(&stmt.sql).map_err(read_error)?;
-    let values: Vec<&Value> = stmt.values.as_ref().map(|v| v.0.iter().collect()).unwrap_or_default();
-    let params = values.iter().map(|v| param(v)).collect::<Result<Vec<_>, _>>()?;
+    let params = params(stmt)?;
     let mut rows = prepared.query(rusqlite::params_from_iter(params.iter())).map_err(read_error)?;
     while rows.next().map_err(read_error)?.is_some() {}
     drop(rows);
     Ok(i64::from(prepared.get_status(rusqlite::StatementStatus::VmStep)))
+}
+
+/// A statement's parameters as SQLite binds them.
+fn params(stmt: &Statement) -> Result<Vec<Box<dyn ToSql + '_>>, DbErr> {
+    stmt.values.iter().flat_map(|v| v.0.iter()).map(param).collect()
 }
 
 /// A statement parameter as SQLite binds it.

@@ -107,7 +107,7 @@ async fn a_first_page_with_groups_costs_the_same_in_a_large_account() -> TestRes
 #[tokio::test]
 async fn the_measure_sees_a_page_that_walks_the_account() -> TestResult {
     // No index serves a substring of displayName: the page must look at every user. If this
-    // failed, the two tests above could not fail either.
+    // failed, the tests above could not fail either.
     let walk = filter(r#"displayName co "no such user""#)?;
     let small = page_steps(&account_of(400, 20).await?, Some(&walk), 50).await?;
     let large = page_steps(&account_of(3200, 20).await?, Some(&walk), 50).await?;
