@@ -8,6 +8,7 @@ mod m20261129_000001_initial;
 mod m20261129_000002_licensing;
 mod m20261129_000003_license_dirty;
 mod m20261130_000004_member_groups_index;
+mod m20261130_000005_account_statistics;
 
 /// The migrator `roster migrate` and every process start run.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_licensing::Migration),
             Box::new(m20261129_000003_license_dirty::Migration),
             Box::new(m20261130_000004_member_groups_index::Migration),
+            Box::new(m20261130_000005_account_statistics::Migration),
         ]
     }
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use roster_db::{StoreError, stmt};
 
-use crate::sql::{IN_CHUNK, MEMBERSHIPS_AND_GROUPS, placeholders, value_rows};
+use crate::sql::{IN_CHUNK, MEMBERSHIPS_AND_GROUPS, keyed_rows, placeholders, value_rows};
 use roster_license_policy::{Policy, UserInput};
 use sea_orm::{ConnectionTrait, Value};
 use serde::Serialize;
@@ -130,9 +130,9 @@ pub async fn license_states<C: ConnectionTrait>(
     let b = c.get_database_backend();
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(IN_CHUNK) {
-        let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
-        let sql = format!("SELECT id, active, license_type FROM scim_users WHERE account_id = ? AND id IN ({marks})");
+        let rows = keyed_rows(b, "scim_users", "u", &["id"], chunk.len());
+        let sql = format!("SELECT u.id, u.active, u.license_type {rows}");
         for r in c.query_all_raw(stmt(b, &sql, values)).await? {
             out.push((r.try_get_by_index(0)?, r.try_get_by_index(1)?, r.try_get_by_index(2)?));
         }
@@ -514,7 +514,8 @@ pub async fn snapshot_of<C: ConnectionTrait>(
         let mut values: Vec<Value> = vec![account.into()];
         values.extend(chunk.iter().map(|s| Value::from(s.clone())));
         let sql = format!(
-            "SELECT id, user_name, active, license_type, license_reason FROM scim_users WHERE account_id = ? AND id IN ({ph})"
+            "SELECT u.id, u.user_name, u.active, u.license_type, u.license_reason {}",
+            keyed_rows(b, "scim_users", "u", &["id"], chunk.len())
         );
         for r in &c.query_all_raw(stmt(b, &sql, values.clone())).await? {
             let reason: Option<String> = r.try_get_by_index(4)?;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use roster_db::{IndexedRow, StoreError, stmt};
 
-use crate::sql::{IN_CHUNK, placeholders, value_rows};
-use sea_orm::{ConnectionTrait, Value};
+use crate::sql::{IN_CHUNK, keyed_rows, placeholders, probed_rows, value_rows};
+use sea_orm::{ConnectionTrait, DbBackend, Value};
 use serde_json::{Map, Value as Json};
 
 /// A user row: indexed columns plus the stored-form attributes.
@@ -176,9 +176,8 @@ pub async fn find_users<C: ConnectionTrait>(c: &C, account: &str, ids: &[&str]) 
     let b = c.get_database_backend();
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(IN_CHUNK) {
-        let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
-        let sql = format!("SELECT {USER_COLUMNS} FROM scim_users WHERE account_id = ? AND id IN ({marks})");
+        let sql = format!("SELECT {USER_COLUMNS} {}", keyed_rows(b, "scim_users", "u", &["id"], chunk.len()));
         for r in c.query_all_raw(stmt(b, &sql, values)).await? {
             out.push(user_from_row(&r)?);
         }
@@ -221,19 +220,22 @@ pub async fn taken_ids_and_names<C: ConnectionTrait>(
             list.iter().skip(i * half).take(half).map(|s| (*s).to_string()).collect()
         };
         let (id_part, name_part) = (part(ids), part(folded));
-        // An empty `IN ()` is not SQL: a lone NULL matches nothing instead.
-        let marks = |n: usize| if n == 0 { "NULL".to_string() } else { placeholders(n) };
-        let sql = format!(
-            "SELECT 'id', id, id FROM scim_users WHERE account_id = ? AND id IN ({}) \
-             UNION ALL SELECT 'name', user_name_lower, id FROM scim_users WHERE account_id = ? AND user_name_lower IN ({})",
-            marks(id_part.len()),
-            marks(name_part.len())
-        );
+        let mut selects = Vec::with_capacity(2);
         let mut values: Vec<Value> = Vec::with_capacity(id_part.len() + name_part.len() + 2);
-        values.push(account.into());
-        values.extend(id_part.into_iter().map(Value::from));
-        values.push(account.into());
-        values.extend(name_part.into_iter().map(Value::from));
+        // A list with nothing to look up gets no query at all: an empty `IN ()` is not SQL.
+        if !id_part.is_empty() {
+            selects
+                .push(format!("SELECT 'id', u.id, u.id {}", keyed_rows(b, "scim_users", "u", &["id"], id_part.len())));
+            values.push(account.into());
+            values.extend(id_part.into_iter().map(Value::from));
+        }
+        if !name_part.is_empty() {
+            let rows = keyed_rows(b, "scim_users", "n", &["user_name_lower"], name_part.len());
+            selects.push(format!("SELECT 'name', n.user_name_lower, n.id {rows}"));
+            values.push(account.into());
+            values.extend(name_part.into_iter().map(Value::from));
+        }
+        let sql = selects.join(" UNION ALL ");
         for r in c.query_all_raw(stmt(b, &sql, values)).await? {
             let value = r.try_get_by_index::<String>(1)?;
             if r.try_get_by_index::<String>(0)? == "id" {
@@ -313,18 +315,31 @@ pub(crate) async fn update_many<C: ConnectionTrait>(
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Value>> = rows.by_ref().take((PARAMS_PER_UPDATE / width).max(1)).collect();
-        let tuples = value_rows(chunk.len(), width);
-        let mut values: Vec<Value> = chunk.into_iter().flatten().collect();
-        values.push(account.into());
-        c.execute_raw(stmt(
-            b,
-            &format!(
-                "UPDATE {table} SET {assignments} FROM (VALUES {tuples}) AS v \
-                 WHERE {table}.account_id = ? AND {table}.id = v.column1"
-            ),
-            values,
-        ))
-        .await?;
+        let n = chunk.len();
+        let (sql, values) = match b {
+            // Each row found by its own probe (see `keyed_rows`), then written by its `ctid`.
+            DbBackend::Postgres => {
+                let rows = probed_rows(table, "t", &["id"], width, n);
+                let values = std::iter::once(account.into()).chain(chunk.into_iter().flatten()).collect::<Vec<_>>();
+                (
+                    format!(
+                        "UPDATE {table} SET {assignments} FROM (SELECT k.*, t.row_ctid {rows}) AS v WHERE {table}.ctid = v.row_ctid"
+                    ),
+                    values,
+                )
+            }
+            _ => {
+                let mut values: Vec<Value> = chunk.into_iter().flatten().collect();
+                values.push(account.into());
+                let sql = format!(
+                    "UPDATE {table} SET {assignments} FROM (VALUES {}) AS v \
+                     WHERE {table}.account_id = ? AND {table}.id = v.column1",
+                    value_rows(n, width)
+                );
+                (sql, values)
+            }
+        };
+        c.execute_raw(stmt(b, &sql, values)).await?;
     }
     Ok(())
 }
@@ -395,9 +410,8 @@ pub async fn find_groups<C: ConnectionTrait>(c: &C, account: &str, ids: &[&str])
     let b = c.get_database_backend();
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(IN_CHUNK) {
-        let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
-        let sql = format!("SELECT {GROUP_COLUMNS} FROM scim_groups WHERE account_id = ? AND id IN ({marks})");
+        let sql = format!("SELECT {GROUP_COLUMNS} {}", keyed_rows(b, "scim_groups", "g", &["id"], chunk.len()));
         for r in c.query_all_raw(stmt(b, &sql, values)).await? {
             out.push(group_from_row(&r)?);
         }
@@ -493,10 +507,10 @@ pub async fn resource_kinds<C: ConnectionTrait>(
     let mut found = HashMap::new();
     for chunk in ids.chunks(IN_CHUNK) {
         // One round trip for both tables: a member add resolved its ids with two.
-        let marks = placeholders(chunk.len());
         let sql = format!(
-            "SELECT id, 'User' FROM scim_users WHERE account_id = ? AND id IN ({marks}) \
-             UNION ALL SELECT id, 'Group' FROM scim_groups WHERE account_id = ? AND id IN ({marks})"
+            "SELECT u.id, 'User' {} UNION ALL SELECT g.id, 'Group' {}",
+            keyed_rows(b, "scim_users", "u", &["id"], chunk.len()),
+            keyed_rows(b, "scim_groups", "g", &["id"], chunk.len())
         );
         let mut values: Vec<Value> = Vec::with_capacity(2 * chunk.len() + 2);
         for _ in 0..2 {
@@ -585,13 +599,11 @@ pub async fn change_members<C: ConnectionTrait>(
         c.execute_raw(stmt(b, &sql, values)).await?;
     }
     for chunk in removes.chunks(IN_CHUNK) {
-        // `IN (VALUES …)` would keep SQLite to the account's part of the key, a walk over all its
-        // memberships; a subquery of the values lets it look each one up.
-        let sql = format!(
-            "DELETE FROM scim_members WHERE account_id = ? AND (group_id, member_id) IN \
-             (SELECT column1, column2 FROM (VALUES {}) AS v)",
-            value_rows(chunk.len(), 2)
-        );
+        let rows = keyed_rows(b, "scim_members", "m", &["group_id", "member_id"], chunk.len());
+        let sql = match b {
+            DbBackend::Postgres => format!("DELETE FROM scim_members WHERE ctid IN (SELECT m.row_ctid {rows})"),
+            _ => format!("DELETE {rows}"),
+        };
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 2 + 1);
         values.push(account.into());
         for (group, member) in chunk {
