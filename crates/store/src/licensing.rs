@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use roster_db::{StoreError, stmt};
 
-use crate::sql::{IN_CHUNK, MEMBERSHIPS_AND_GROUPS, keyed_rows, placeholders, value_rows};
+use crate::sql::{IN_CHUNK, keyed_rows, members_with_groups, placeholders, value_rows};
 use roster_license_policy::{Policy, UserInput};
 use sea_orm::{ConnectionTrait, Value};
 use serde::Serialize;
@@ -528,7 +528,8 @@ pub async fn snapshot_of<C: ConnectionTrait>(
             });
         }
         let sql = format!(
-            "SELECT m.member_id, g.display_name {MEMBERSHIPS_AND_GROUPS} AND m.account_id = ? AND m.member_type = 'User' AND m.member_id IN ({ph})"
+            "SELECT m.member_id, g.display_name {} AND m.member_type = 'User'",
+            members_with_groups(b, chunk.len())
         );
         for r in &c.query_all_raw(stmt(b, &sql, values.clone())).await? {
             snap.groups.entry(r.try_get_by_index(0)?).or_default().push(r.try_get_by_index(1)?);

@@ -13,7 +13,7 @@ use roster_scim::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ROSTER_USER_SCHE
 use sea_orm::{DbBackend, Statement, Value};
 use serde_json::{Map, Value as Json, json};
 
-use crate::sql::{IN_CHUNK, MEMBERSHIPS_AND_GROUPS, placeholders};
+use crate::sql::{IN_CHUNK, members_with_groups};
 use crate::write::{
     GROUP_COLUMNS, GroupRow, USER_COLUMNS, UserRow, group_by_id_sql, group_from_row, user_by_id_sql, user_from_row,
 };
@@ -204,12 +204,8 @@ pub async fn member_of_many<R: Reads>(
     let mut out: std::collections::HashMap<String, Vec<(String, String)>> =
         members.iter().map(|m| ((*m).to_string(), Vec::new())).collect();
     for chunk in members.chunks(IN_CHUNK) {
-        let marks = placeholders(chunk.len());
         let values = std::iter::once(Value::from(account)).chain(chunk.iter().map(|m| Value::from(*m)));
-        let sql = format!(
-            "SELECT m.member_id, g.id, g.display_name {MEMBERSHIPS_AND_GROUPS} \
-             AND m.account_id = ? AND m.member_id IN ({marks})"
-        );
+        let sql = format!("SELECT m.member_id, g.id, g.display_name {}", members_with_groups(b, chunk.len()));
         for r in db.rows(stmt(b, &sql, values)).await? {
             let member: String = r.get(0)?;
             out.entry(member).or_default().push((r.get(1)?, r.get(2)?));

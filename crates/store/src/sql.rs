@@ -12,7 +12,7 @@ pub(crate) const IN_CHUNK: usize = 500;
 /// groups and walk all their members, a cost that grows with the account (`tests/page_cost.rs`).
 /// Such statements sort in Rust, not with `ORDER BY g.id`, which also drew SQLite to that plan.
 /// Postgres plans a `CROSS JOIN` with a join condition as any inner join.
-pub(crate) const MEMBERSHIPS_AND_GROUPS: &str =
+const MEMBERSHIPS_AND_GROUPS: &str =
     "FROM scim_members m CROSS JOIN scim_groups g WHERE g.account_id = m.account_id AND g.id = m.group_id";
 
 /// `FROM …` the rows of `table` (named `alias`) in one account whose `keys` columns equal one of
@@ -32,7 +32,9 @@ pub(crate) const MEMBERSHIPS_AND_GROUPS: &str =
 /// SQLite plans by its indexes, not by sampled statistics, so it keeps the plain `IN`.
 pub(crate) fn keyed_rows(b: DbBackend, table: &str, alias: &str, keys: &[&str], n: usize) -> String {
     match b {
-        DbBackend::Postgres => probed_rows(table, alias, keys, keys.len(), n),
+        // One key: planning the probe costs more than it saves, and without statistics on
+        // `account_id` the unique index wins over a walk for a single value anyway.
+        DbBackend::Postgres if n > 1 || keys.len() > 1 => probed_rows(table, alias, keys, keys.len(), n),
         _ if keys.len() == 1 => {
             format!(
                 "FROM {table} AS {alias} WHERE {alias}.account_id = ? AND {alias}.{} IN ({})",
@@ -70,6 +72,22 @@ pub(crate) fn probed_rows(table: &str, alias: &str, keys: &[&str], width: usize,
     )
 }
 
+/// `FROM … WHERE …` the memberships (`m`) of `n` members of one account, each with its group
+/// (`g`: `id`, `display_name`); callers may add `AND …` conditions. Its parameters are the account,
+/// then the member ids. On Postgres both the memberships and their groups are probes, as in
+/// [`keyed_rows`]: a page of users' groups walked all of the account's memberships when the planner
+/// misjudged the account's size (`tests/plan_stability.rs`).
+pub(crate) fn members_with_groups(b: DbBackend, n: usize) -> String {
+    match b {
+        DbBackend::Postgres if n > 1 => format!(
+            "{} CROSS JOIN LATERAL (SELECT id, display_name FROM scim_groups \
+             WHERE account_id = m.account_id AND id = m.group_id OFFSET 0) AS g WHERE TRUE",
+            probed_rows("scim_members", "m", &["member_id"], 1, n)
+        ),
+        _ => format!("{MEMBERSHIPS_AND_GROUPS} AND m.account_id = ? AND m.member_id IN ({})", placeholders(n)),
+    }
+}
+
 /// `?, ?, …` for an `IN` list of `n` values.
 pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -97,6 +115,8 @@ mod tests {
             assert_eq!(one.matches('?').count(), 1 + 3, "{one}");
             let first = one.find('?').unwrap_or_default();
             assert!(one[..first].ends_with("CAST(") || one[..first].ends_with("account_id = "), "{one}");
+            let single = keyed_rows(b, "scim_users", "u", &["id"], 1);
+            assert!(single.ends_with("u.id IN (?)"), "{single}");
             let pairs = keyed_rows(b, "scim_members", "m", &["group_id", "member_id"], 2);
             assert_eq!(pairs.matches('?').count(), 1 + 2 * 2, "{pairs}");
         }

@@ -10,7 +10,7 @@
 
 use roster_db::Db;
 use roster_db::testing::{fresh_postgres, postgres_url};
-use roster_store::licensing::license_states;
+use roster_store::licensing::{license_states, snapshot_of};
 use roster_store::write::{
     GroupRow, UserRow, add_members, change_members, find_user, find_users, insert_group, insert_users, resource_kinds,
     taken_ids_and_names, update_users, user_id_by_name,
@@ -214,5 +214,29 @@ async fn writing_users_back_reads_only_those_users_when_statistics_are_stale() -
     let renamed: Vec<&str> = refs.iter().map(|u| u.id.as_str()).collect();
     let found = find_users(&db, "grown", &renamed).await?;
     assert!(found.iter().all(|u| u.display_name.as_deref().is_some_and(|n| n.starts_with("Renamed"))));
+    Ok(())
+}
+
+#[tokio::test]
+async fn reading_users_groups_reads_only_their_memberships_when_statistics_are_stale() -> TestResult {
+    let Some(db) = stale_statistics("plan_groups").await? else { return Ok(()) };
+    let wanted = ids(700..700 + KEYS);
+    let mut groups = 0;
+    let read = reads_of(&db, "scim_members", async |c| {
+        groups = snapshot_of(c, "grown", &wanted).await?.groups.values().map(Vec::len).sum();
+        Ok(())
+    })
+    .await?;
+    assert_eq!(groups, KEYS);
+    assert!(read <= BOUND, "{read} membership rows read for the groups of {KEYS} users");
+    // One user, as a read by id asks: a plain statement, not a probe.
+    let one = ids(900..901);
+    let read = reads_of(&db, "scim_members", async |c| {
+        groups = snapshot_of(c, "grown", &one).await?.groups.values().map(Vec::len).sum();
+        Ok(())
+    })
+    .await?;
+    assert_eq!(groups, 1);
+    assert!(read <= 4, "{read} membership rows read for the groups of one user");
     Ok(())
 }
