@@ -9,8 +9,10 @@
 //! (`crates/store/tests/plan_stability.rs`). Without statistics, Postgres assumes an account holds
 //! a two-hundredth of the table: a lookup by key then always wins over the walk, and the other
 //! columns' statistics still choose between indexes. Changing the column to its own type drops the
-//! statistics an earlier `ANALYZE` left, which `SET STATISTICS 0` alone keeps. SQLite plans from
-//! its indexes, not from samples: nothing changes there.
+//! statistics an earlier `ANALYZE` left, which `SET STATISTICS 0` alone keeps; it neither rewrites
+//! the table nor rebuilds its indexes (4 ms on a table of a million rows, the files unchanged), but
+//! takes each table's exclusive lock for that moment. SQLite plans from its indexes, not from
+//! samples: nothing changes there.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
