@@ -290,8 +290,9 @@ fn sigterm_under_load_answers_in_flight_writes_loses_no_acknowledged_write_and_e
     }
     let statuses = statuses.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // Anything answered is a 201, or a polite 503 for a write whose outcome the stopping process could no
-    // longer wait for; never a 5xx of another kind.
-    assert!(statuses.keys().all(|s| *s == 201 || *s == 503), "statuses during shutdown: {statuses:?}");
+    // longer wait for; never a 5xx of another kind. A fast machine also meets the account's rate limit
+    // (six writers passed 500 writes/s in CI once): a 429 is the limiter's polite answer, not a shutdown's.
+    assert!(statuses.keys().all(|s| matches!(*s, 201 | 429 | 503)), "statuses during shutdown: {statuses:?}");
     let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert!(acked.len() >= 11, "too little load to test: {statuses:?}");
 
