@@ -160,8 +160,10 @@ pub(crate) fn group_by_id_sql() -> String {
     format!("SELECT {GROUP_COLUMNS} FROM scim_groups WHERE account_id = ? AND id = ?")
 }
 
-fn json_text(m: &Map<String, Json>) -> String {
-    Json::Object(m.clone()).to_string()
+/// The stored form of a resource's attributes. Serialised in place: wrapping the map in a `Value`
+/// first cloned every attribute of every row written.
+fn json_text(m: &Map<String, Json>) -> Result<String, StoreError> {
+    serde_json::to_string(m).map_err(|e| StoreError::Corrupt(format!("resource attributes: {e}")))
 }
 
 /// Loads a user.
@@ -274,7 +276,7 @@ pub async fn insert_users<C: ConnectionTrait>(c: &C, rows: &[(&str, &UserRow)]) 
                 u.last_modified.clone().into(),
                 u.version.into(),
                 u.license_type.clone().into(),
-                json_text(&u.resource).into(),
+                json_text(&u.resource)?.into(),
             ]);
         }
         let tuples = value_rows(chunk.len(), 12);
@@ -349,7 +351,7 @@ pub async fn update_users<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Use
     let rows = rows
         .iter()
         .map(|u| {
-            vec![
+            Ok(vec![
                 u.id.clone().into(),
                 u.user_name.clone().into(),
                 fold(&u.user_name).into(),
@@ -359,10 +361,10 @@ pub async fn update_users<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Use
                 u.last_modified.clone().into(),
                 u.version.into(),
                 u.license_type.clone().into(),
-                json_text(&u.resource).into(),
-            ]
+                json_text(&u.resource)?.into(),
+            ])
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     let set = [
         "user_name",
         "user_name_lower",
@@ -451,7 +453,7 @@ pub async fn insert_group<C: ConnectionTrait>(c: &C, account: &str, g: &GroupRow
             g.created.clone().into(),
             g.last_modified.clone().into(),
             g.version.into(),
-            json_text(&g.resource).into(),
+            json_text(&g.resource)?.into(),
         ],
     ))
     .await?;
@@ -468,17 +470,17 @@ pub async fn update_groups<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Gr
     let rows = rows
         .iter()
         .map(|g| {
-            vec![
+            Ok(vec![
                 g.id.clone().into(),
                 g.display_name.clone().into(),
                 fold(&g.display_name).into(),
                 g.external_id.clone().into(),
                 g.last_modified.clone().into(),
                 g.version.into(),
-                json_text(&g.resource).into(),
-            ]
+                json_text(&g.resource)?.into(),
+            ])
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     let set = ["display_name", "display_name_lower", "external_id", "last_modified", "version", "resource"];
     update_many(c, "scim_groups", &set, account, rows).await
 }
