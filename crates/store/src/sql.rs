@@ -27,7 +27,11 @@ const MEMBERSHIPS_AND_GROUPS: &str =
 /// of keys still outnumbers in a table of tens of thousands of rows (`tests/plan_stability.rs`).
 /// The account comes from a subquery the planner cannot see into, and `OFFSET 0` keeps each probe
 /// a subquery of its own, which the planner cannot turn back into a join. The rows also carry their
-/// `ctid` as `row_ctid`, so that deletions and updates reach them without a second search.
+/// `ctid` as `row_ctid`, so that deletions and updates reach them without a second search. That is
+/// safe only because an account's rows are written by one transaction at a time, the projector's,
+/// which holds its partition's position lock (`write::lock_consumer_position`): a row that another
+/// transaction updated between the probe and the write would have moved to a new `ctid` and be
+/// skipped.
 ///
 /// SQLite plans by its indexes, not by sampled statistics, so it keeps the plain `IN`.
 pub(crate) fn keyed_rows(b: DbBackend, table: &str, alias: &str, keys: &[&str], n: usize) -> String {
