@@ -2,7 +2,7 @@
 //! (users, groups, memberships) with its SQL queries and SCIM rendering, and the outcome/history
 //! records the projector writes.
 //!
-//! The projector is the only writer of the read model; it uses [`write`] inside its transaction.
+//! The projector is the only writer of the read model; it uses [`write`](mod@write) inside its transaction.
 //! The ingress and admin API only read through [`read`] and [`accounts`].
 
 pub mod accounts;
