@@ -84,18 +84,19 @@ async fn rows_read(db: &Db, table: &str) -> Result<i64, Box<dyn std::error::Erro
     Ok(row.try_get_by_index(0)?)
 }
 
-/// Runs `op` in a transaction and returns the rows of `table` it read. The transaction's
-/// counters reach the shared statistics when it commits (forced, not after the usual second).
-async fn reads_of<F>(db: &Db, table: &str, op: F) -> Result<i64, Box<dyn std::error::Error>>
+/// Runs `op` in a transaction and returns what it returned and the rows of `table` it read. The
+/// transaction's counters reach the shared statistics when it commits (forced, not after the usual
+/// second).
+async fn reads_of<T, F>(db: &Db, table: &str, op: F) -> Result<(T, i64), Box<dyn std::error::Error>>
 where
-    F: AsyncFnOnce(&DatabaseTransaction) -> TestResult,
+    F: AsyncFnOnce(&DatabaseTransaction) -> Result<T, Box<dyn std::error::Error>>,
 {
     let before = rows_read(db, table).await?;
     let txn = db.begin().await?;
-    op(&txn).await?;
+    let out = op(&txn).await?;
     txn.execute_unprepared("SELECT pg_stat_force_next_flush()").await?;
     txn.commit().await?;
-    Ok(rows_read(db, table).await? - before)
+    Ok((out, rows_read(db, table).await? - before))
 }
 
 fn ids(range: std::ops::Range<usize>) -> Vec<String> {
@@ -108,7 +109,8 @@ async fn removing_members_reads_only_those_memberships_when_statistics_are_stale
     // `fill` makes user i a member of group i % 4.
     let pairs: Vec<(String, String)> = (1000..1000 + KEYS).map(|i| (format!("g{}", i % 4), user(i).id)).collect();
     let removes: Vec<(&str, &str)> = pairs.iter().map(|(g, m)| (g.as_str(), m.as_str())).collect();
-    let read = reads_of(&db, "scim_members", async |c| Ok(change_members(c, "grown", &[], &removes).await?)).await?;
+    let ((), read) =
+        reads_of(&db, "scim_members", async |c| Ok(change_members(c, "grown", &[], &removes).await?)).await?;
     assert!(read <= BOUND, "{read} membership rows read to remove {KEYS}");
     let left = db
         .query_one_raw(sea_orm::Statement::from_string(
@@ -127,12 +129,7 @@ async fn finding_users_reads_only_those_users_when_statistics_are_stale() -> Tes
     let Some(db) = stale_statistics("plan_find").await? else { return Ok(()) };
     let wanted = ids(2000..2000 + KEYS);
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let mut found = 0;
-    let read = reads_of(&db, "scim_users", async |c| {
-        found = find_users(c, "grown", &wanted).await?.len();
-        Ok(())
-    })
-    .await?;
+    let (found, read) = reads_of(&db, "scim_users", async |c| Ok(find_users(c, "grown", &wanted).await?.len())).await?;
     assert_eq!(found, KEYS);
     assert!(read <= BOUND, "{read} user rows read to find {KEYS}");
     Ok(())
@@ -145,11 +142,9 @@ async fn checking_taken_ids_and_names_reads_only_those_users_when_statistics_are
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let names: Vec<String> = (100..100 + KEYS).map(|i| format!("user{i}@contoso.com")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut taken = (0, 0);
-    let read = reads_of(&db, "scim_users", async |c| {
+    let (taken, read) = reads_of(&db, "scim_users", async |c| {
         let (ids, names) = taken_ids_and_names(c, "grown", &wanted, &names).await?;
-        taken = (ids.len(), names.len());
-        Ok(())
+        Ok((ids.len(), names.len()))
     })
     .await?;
     assert_eq!(taken, (KEYS, KEYS));
@@ -161,21 +156,13 @@ async fn checking_taken_ids_and_names_reads_only_those_users_when_statistics_are
 async fn resolving_member_kinds_and_license_states_reads_only_those_users_when_statistics_are_stale() -> TestResult {
     let Some(db) = stale_statistics("plan_kinds").await? else { return Ok(()) };
     let wanted = ids(500..500 + KEYS);
-    let mut kinds = 0;
-    let read = reads_of(&db, "scim_users", async |c| {
-        kinds = resource_kinds(c, "grown", &wanted).await?.len();
-        Ok(())
-    })
-    .await?;
+    let (kinds, read) =
+        reads_of(&db, "scim_users", async |c| Ok(resource_kinds(c, "grown", &wanted).await?.len())).await?;
     assert_eq!(kinds, KEYS);
     assert!(read <= BOUND, "{read} user rows read to resolve {KEYS} members");
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    let mut states = 0;
-    let read = reads_of(&db, "scim_users", async |c| {
-        states = license_states(c, "grown", &wanted).await?.len();
-        Ok(())
-    })
-    .await?;
+    let (states, read) =
+        reads_of(&db, "scim_users", async |c| Ok(license_states(c, "grown", &wanted).await?.len())).await?;
     assert_eq!(states, KEYS);
     assert!(read <= BOUND, "{read} user rows read for {KEYS} license states");
     Ok(())
@@ -185,15 +172,12 @@ async fn resolving_member_kinds_and_license_states_reads_only_those_users_when_s
 async fn looking_a_user_up_by_id_or_user_name_reads_one_row_when_statistics_are_stale() -> TestResult {
     let Some(db) = stale_statistics("plan_single").await? else { return Ok(()) };
     let id = user(1234).id;
-    let read = reads_of(&db, "scim_users", async |c| {
-        find_user(c, "grown", &id).await?.ok_or("user by id absent")?;
-        Ok(())
-    })
-    .await?;
+    let (_, read) =
+        reads_of(&db, "scim_users", async |c| Ok(find_user(c, "grown", &id).await?.ok_or("user by id absent")?))
+            .await?;
     assert!(read <= 2, "{read} user rows read to find one by id");
-    let read = reads_of(&db, "scim_users", async |c| {
-        user_id_by_name(c, "grown", "user1234@contoso.com").await?.ok_or("user by name absent")?;
-        Ok(())
+    let (_, read) = reads_of(&db, "scim_users", async |c| {
+        Ok(user_id_by_name(c, "grown", "user1234@contoso.com").await?.ok_or("user by name absent")?)
     })
     .await?;
     assert!(read <= 2, "{read} user rows read to find one by userName");
@@ -211,7 +195,7 @@ async fn writing_users_back_reads_only_those_users_when_statistics_are_stale() -
         })
         .collect();
     let refs: Vec<&UserRow> = rows.iter().collect();
-    let read = reads_of(&db, "scim_users", async |c| Ok(update_users(c, "grown", &refs).await?)).await?;
+    let ((), read) = reads_of(&db, "scim_users", async |c| Ok(update_users(c, "grown", &refs).await?)).await?;
     assert!(read <= BOUND, "{read} user rows read to write {KEYS} back");
     let renamed: Vec<&str> = refs.iter().map(|u| u.id.as_str()).collect();
     let found = find_users(&db, "grown", &renamed).await?;
@@ -223,21 +207,15 @@ async fn writing_users_back_reads_only_those_users_when_statistics_are_stale() -
 async fn reading_users_groups_reads_only_their_memberships_when_statistics_are_stale() -> TestResult {
     let Some(db) = stale_statistics("plan_groups").await? else { return Ok(()) };
     let wanted = ids(700..700 + KEYS);
-    let mut groups = 0;
-    let read = reads_of(&db, "scim_members", async |c| {
-        groups = snapshot_of(c, "grown", &wanted).await?.groups.values().map(Vec::len).sum();
-        Ok(())
-    })
-    .await?;
+    let groups_of = async |c: &DatabaseTransaction, users: &[String]| -> Result<usize, Box<dyn std::error::Error>> {
+        Ok(snapshot_of(c, "grown", users).await?.groups.values().map(Vec::len).sum())
+    };
+    let (groups, read) = reads_of(&db, "scim_members", async |c| groups_of(c, &wanted).await).await?;
     assert_eq!(groups, KEYS);
     assert!(read <= BOUND, "{read} membership rows read for the groups of {KEYS} users");
     // One user, as a read by id asks: a plain statement, not a probe.
     let one = ids(900..901);
-    let read = reads_of(&db, "scim_members", async |c| {
-        groups = snapshot_of(c, "grown", &one).await?.groups.values().map(Vec::len).sum();
-        Ok(())
-    })
-    .await?;
+    let (groups, read) = reads_of(&db, "scim_members", async |c| groups_of(c, &one).await).await?;
     assert_eq!(groups, 1);
     assert!(read <= 4, "{read} membership rows read for the groups of one user");
     Ok(())
