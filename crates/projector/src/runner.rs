@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_db::{Db, StoreError};
-use roster_eventlog::{AfterCommit, BatchDone, BatchSource, InlineApply, InlineError, LogError, Record};
+use roster_eventlog::{AfterCommit, BatchDone, BatchSource, InlineApply, InlineError, LogError, Position, Record};
 use roster_events::Outcome;
 use roster_store::{outcomes, write};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
@@ -37,6 +37,56 @@ pub enum ProjectorError {
 
 /// Attempts at one batch before a parallel replay gives up.
 const REPLAY_ATTEMPTS: u32 = 5;
+
+/// What keeps a batch's transaction from applying events a second writer applies too.
+#[derive(Debug, Clone, Copy)]
+enum Fence {
+    /// The partition's stored position, locked for the transaction (`initial` when none is
+    /// stored): replicas applying the same partition serialise on it, and a batch that would skip
+    /// events is refused. `fresh`: the records were appended in this very transaction, so no copy
+    /// of them can have been decided before (the database log never holds an event twice).
+    Position { partition: i32, initial: i64, fresh: bool },
+    /// A replay lane: the replay owns the database, its reader checks that every partition's
+    /// batches follow on, and it stores the positions once all lanes have finished.
+    Replay,
+}
+
+/// A replay's assignment of accounts to lanes, and where each partition's next batch must start.
+struct Lanes {
+    count: usize,
+    of_account: std::collections::HashMap<String, usize>,
+    next: std::collections::BTreeMap<i32, i64>,
+}
+
+impl Lanes {
+    fn new(count: usize) -> Self {
+        Self { count, of_account: Default::default(), next: Default::default() }
+    }
+
+    /// Refuses a batch that skips events of its partition (the source lost some), and notes where
+    /// the next one must start. The first batch of a partition starts where the source started it.
+    fn follow_on(&mut self, batch: &roster_eventlog::Batch) -> Result<(), ProjectorError> {
+        let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else { return Ok(()) };
+        let next = self.next.entry(batch.partition).or_insert(first.position.offset);
+        if first.position.offset > *next {
+            return Err(ProjectorError::Gap { partition: batch.partition, first: first.position.offset, next: *next });
+        }
+        *next = (*next).max(last.position.offset + 1);
+        Ok(())
+    }
+
+    /// The lane of a record's account: accounts take the lanes in turn as they first appear. An
+    /// undecodable record has no account; lane 0 reports it.
+    fn of(&mut self, record: &Record) -> usize {
+        let Ok(env) = &record.envelope else { return 0 };
+        if let Some(&lane) = self.of_account.get(&env.account_id) {
+            return lane;
+        }
+        let lane = self.of_account.len() % self.count;
+        self.of_account.insert(env.account_id.clone(), lane);
+        lane
+    }
+}
 
 impl From<sea_orm::DbErr> for ProjectorError {
     fn from(e: sea_orm::DbErr) -> Self {
@@ -149,11 +199,20 @@ impl Projector {
         applied
     }
 
-    /// Applies a bounded source (a replay) with the partitions spread over `workers` tasks, each
-    /// with its own transactions: accounts never span partitions, so partitions are independent,
-    /// and one at a time left the database idle for every round trip. A partition's batches stay
-    /// in order on one worker. Stops at the first batch that fails [`REPLAY_ATTEMPTS`] times;
-    /// calls `progress(n)` after each batch of `n` records; returns how many records were applied.
+    /// Applies a bounded source (a replay) with its accounts spread over `workers` lanes, each a
+    /// task with its own transactions. An account's events all sit in one partition, in order, and
+    /// nothing an event decides reads another account, so accounts are independent. Lanes are
+    /// accounts rather than partitions because a few accounts hash unevenly: a million-event log
+    /// of ten accounts once put 60% of its events in one of four partitions, and that partition's
+    /// worker alone set the replay's length while the machine sat a third idle. Accounts go to
+    /// lanes in turn as they first appear; an account's events stay in order on its lane.
+    ///
+    /// The replay owns the database, so its transactions are not fenced by the partitions' stored
+    /// positions (two lanes would serialise on them): the reader checks instead that each
+    /// partition's batches follow on, and the positions are stored once every lane has finished.
+    /// A replay that stops part-way stores none. Stops at the first lane batch that fails
+    /// [`REPLAY_ATTEMPTS`] times; calls `progress(n)` after each lane batch of `n` records;
+    /// returns how many records were applied.
     pub async fn replay(
         &self,
         source: &mut dyn BatchSource,
@@ -165,12 +224,12 @@ impl Projector {
         let mut queues = Vec::with_capacity(workers);
         let mut tasks = Vec::with_capacity(workers);
         for _ in 0..workers {
-            // Two batches queued per worker: reading stays ahead without holding the whole topic.
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<roster_eventlog::Batch>(2);
+            // Two batches queued per lane: reading stays ahead without holding the whole topic.
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(2);
             let (this, done) = (self.clone(), done_tx.clone());
             tasks.push(tokio::spawn(async move {
-                while let Some(batch) = rx.recv().await {
-                    let result = this.apply_retrying(&batch).await;
+                while let Some(records) = rx.recv().await {
+                    let result = this.apply_lane_retrying(&records).await;
                     let failed = result.is_err();
                     if done.send(result).is_err() || failed {
                         break;
@@ -189,22 +248,36 @@ impl Projector {
         };
         let max_batch = self.config.max_batch;
         let read = async move {
+            let mut lanes = Lanes::new(workers);
+            let mut buffers: Vec<Vec<Record>> = (0..workers).map(|_| Vec::new()).collect();
             while let Some(batch) = source.next_batch(max_batch).await? {
-                let worker = batch.partition.rem_euclid(workers as i32) as usize;
-                // A closed queue means its worker stopped on an error, which `done_rx` reports.
-                if queues[worker].send(batch).await.is_err() {
-                    break;
+                lanes.follow_on(&batch)?;
+                for record in batch.records {
+                    let lane = lanes.of(&record);
+                    buffers[lane].push(record);
+                    if buffers[lane].len() >= max_batch {
+                        // A closed queue means its lane stopped on an error, which `done_rx` reports.
+                        if queues[lane].send(std::mem::take(&mut buffers[lane])).await.is_err() {
+                            return Ok(None);
+                        }
+                    }
                 }
             }
-            // The workers finish what is queued, then stop.
+            for (queue, buffer) in queues.iter().zip(buffers) {
+                if !buffer.is_empty() && queue.send(buffer).await.is_err() {
+                    return Ok(None);
+                }
+            }
+            // The lanes finish what is queued, then stop.
             drop(queues);
-            Ok::<(), ProjectorError>(())
+            Ok::<_, ProjectorError>(Some(lanes.next))
         };
         tokio::pin!(read);
+        let mut ends = None;
         let mut reading = true;
         while reading {
             tokio::select! {
-                r = &mut read => { r?; reading = false; }
+                r = &mut read => { ends = r?; reading = false; }
                 Some(r) = done_rx.recv() => account(r)?,
             }
         }
@@ -214,22 +287,32 @@ impl Projector {
         for t in tasks {
             let _ = t.await;
         }
+        if let Some(ends) = ends {
+            let positions: Vec<(i32, i64)> = ends.into_iter().collect();
+            let txn = self.db.begin().await?;
+            write::store_consumer_positions(&txn, &self.config.consumer, &positions).await?;
+            txn.commit().await?;
+        }
         Ok(applied)
     }
 
-    /// [`Projector::apply_batch`] with a few attempts, for a replay that has no one to retry it.
-    async fn apply_retrying(&self, batch: &roster_eventlog::Batch) -> Result<usize, ProjectorError> {
+    /// One replay lane's batch in its own transaction, with a few attempts: a replay has no one
+    /// to retry it.
+    async fn apply_lane_retrying(&self, records: &[Record]) -> Result<usize, ProjectorError> {
         let mut backoff = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
-            match self.apply_batch(batch.partition, &batch.records).await {
-                Ok(BatchResult { done: BatchDone::Applied { .. }, .. }) => return Ok(batch.records.len()),
-                Ok(BatchResult { done: BatchDone::Rewind { to }, .. }) => {
-                    let first = batch.records.first().map_or(to, |r| r.position.offset);
-                    return Err(ProjectorError::Gap { partition: batch.partition, first, next: to });
-                }
+            let result = async {
+                let txn = self.db.begin().await?;
+                self.apply_in(&txn, records, Fence::Replay).await?;
+                txn.commit().await?;
+                Ok::<_, ProjectorError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(records.len()),
                 Err(e) if attempt < REPLAY_ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, partition = batch.partition, "replay batch failed; retrying");
+                    tracing::warn!(error = %e, attempt, "replay batch failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
                     attempt += 1;
@@ -249,7 +332,8 @@ impl Projector {
         let _timer = roster_telemetry::metrics().batch_duration.start_timer();
         let txn = self.db.begin().await?;
         // Without a stored position, a consumer starts where its source started it.
-        let result = self.apply_in(&txn, partition, records, first.position.offset, false).await?;
+        let fence = Fence::Position { partition, initial: first.position.offset, fresh: false };
+        let result = self.apply_in(&txn, records, fence).await?;
         match result.done {
             BatchDone::Rewind { .. } => txn.rollback().await?,
             BatchDone::Applied { .. } => txn.commit().await?,
@@ -258,28 +342,31 @@ impl Projector {
     }
 
     /// [`Projector::apply_batch`] inside a transaction the caller commits (or, on `Rewind`, rolls
-    /// back); `initial` is the position stored when the consumer has none yet. `fresh`: the
-    /// records were appended in this very transaction, so no copy of them can have been decided
-    /// before (the database log never holds an event twice).
+    /// back). A replay lane's records may come from several partitions; a fenced batch's all
+    /// come from the fence's partition.
     async fn apply_in(
         &self,
         txn: &DatabaseTransaction,
-        partition: i32,
         records: &[Record],
-        initial: i64,
-        fresh: bool,
+        fence: Fence,
     ) -> Result<BatchResult, ProjectorError> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(BatchResult { done: BatchDone::Rewind { to: 0 }, outcomes: Vec::new() });
         };
         let m = roster_telemetry::metrics();
         m.batch_size.observe(records.len() as f64);
-        // First statement is a write that locks the position row (and on SQLite takes the write
-        // lock), so two replicas applying the same partition serialise here.
-        let stored = write::lock_consumer_position(txn, &self.config.consumer, partition, initial).await?;
-        if first.position.offset > stored {
-            return Ok(BatchResult { done: BatchDone::Rewind { to: stored }, outcomes: Vec::new() });
-        }
+        let (stored, fresh) = match fence {
+            Fence::Position { partition, initial, fresh } => {
+                // First statement is a write that locks the position row (and on SQLite takes the
+                // write lock), so two replicas applying the same partition serialise here.
+                let stored = write::lock_consumer_position(txn, &self.config.consumer, partition, initial).await?;
+                if first.position.offset > stored {
+                    return Ok(BatchResult { done: BatchDone::Rewind { to: stored }, outcomes: Vec::new() });
+                }
+                (Some(stored), fresh)
+            }
+            Fence::Replay => (None, false),
+        };
         let mut published = Vec::with_capacity(records.len());
         let mut decisions = Vec::with_capacity(records.len());
         // Events of this batch already decided (a producer retry can put a second copy of an event
@@ -297,16 +384,17 @@ impl Projector {
         // started again below the stored position. It is applied like any new event (its id makes
         // that exactly once); skipping it would lose an acknowledged write.
         let unseen = |r: &&Record| r.envelope.as_ref().is_ok_and(|e| !decided.contains(&e.event_id.to_string()));
-        let replaced = records.iter().filter(|r| r.position.offset < stored).filter(unseen).count();
+        let below = |r: &&Record| stored.is_some_and(|s| r.position.offset < s);
+        let replaced = records.iter().filter(below).filter(unseen).count();
         if replaced > 0 {
             tracing::warn!(
-                partition,
+                partition = first.position.partition,
                 stored,
                 replaced,
                 "events below the stored position were never applied (the topic was recreated?): applying them"
             );
         }
-        let live: Vec<&Record> = records.iter().filter(|r| r.position.offset >= stored || unseen(r)).collect();
+        let live: Vec<&Record> = records.iter().filter(|r| !below(r) || unseen(r)).collect();
         // Events per account that changed something or marked a user: the licensing worker reconciles an
         // account when its counter moves, and each mark carries the counter value after its event.
         let mut changed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
@@ -323,7 +411,8 @@ impl Projector {
             let env = match &record.envelope {
                 Ok(env) => env,
                 Err(e) => {
-                    tracing::error!(partition, offset = record.position.offset, error = %e, "undecodable event in the log; skipped");
+                    let Position { partition, offset } = record.position;
+                    tracing::error!(partition, offset, error = %e, "undecodable event in the log; skipped");
                     continue;
                 }
             };
@@ -335,7 +424,7 @@ impl Projector {
                 // A run of creates or license changes: looked up together, written together.
                 ctx.begin_run(txn, &live[i..]).await?;
             }
-            let span = event_span(env, partition, record.position.offset);
+            let span = event_span(env, record.position);
             let outcome = apply_event(txn, env, &mut ctx).instrument(span.clone()).await?;
             if !span.is_disabled() {
                 span.record("roster.outcome.status", outcome.status);
@@ -358,7 +447,7 @@ impl Projector {
             decisions.push(outcomes::NewOutcome {
                 envelope: env,
                 envelope_json,
-                partition,
+                partition: record.position.partition,
                 offset: record.position.offset,
                 outcome: outcome.clone(),
             });
@@ -373,10 +462,15 @@ impl Projector {
             let users: Vec<(String, i64)> = users.into_iter().collect();
             roster_store::licensing::mark_dirty(txn, account, &users).await?;
         }
-        let next = (last.position.offset + 1).max(stored);
+        let next = (last.position.offset + 1).max(stored.unwrap_or(0));
         let bumps: Vec<(&str, i64)> = changed.into_iter().collect();
-        // The notification wakes ingress replicas waiting for these outcomes.
-        write::finish_batch(txn, &self.config.consumer, partition, next, &bumps, !published.is_empty()).await?;
+        let position = match fence {
+            Fence::Position { partition, .. } => Some((self.config.consumer.as_str(), partition, next)),
+            Fence::Replay => None,
+        };
+        // The notification wakes ingress replicas waiting for these outcomes (a replay has none).
+        let notify = position.is_some() && !published.is_empty();
+        write::finish_batch(txn, position, &bumps, notify).await?;
         // In a recreated topic the source reads on from this batch, not from the old position:
         // what it holds between the two is new too.
         let next_offset = if replaced > 0 { last.position.offset + 1 } else { next };
@@ -399,7 +493,7 @@ impl InlineApply for Projector {
     async fn apply(&self, txn: &DatabaseTransaction, records: &[Record]) -> Result<Option<AfterCommit>, InlineError> {
         let _timer = roster_telemetry::metrics().batch_duration.start_timer();
         // The database log starts at offset 1: a consumer without a position has applied nothing.
-        let result = self.apply_in(txn, 0, records, 1, true).await?;
+        let result = self.apply_in(txn, records, Fence::Position { partition: 0, initial: 1, fresh: true }).await?;
         match result.done {
             BatchDone::Rewind { .. } => Ok(None),
             BatchDone::Applied { .. } => {
@@ -413,7 +507,7 @@ impl InlineApply for Projector {
 /// The span of one applied event, a child of the context the event carries (the SCIM request, or
 /// the licensing round, that caused it), so one trace runs from the request through the log into
 /// the read model. Nothing is built when spans are not exported (a batch holds up to 1000 events).
-fn event_span(env: &roster_events::Envelope, partition: i32, offset: i64) -> tracing::Span {
+fn event_span(env: &roster_events::Envelope, Position { partition, offset }: Position) -> tracing::Span {
     if !roster_telemetry::trace::enabled() {
         return tracing::Span::none();
     }

@@ -1,6 +1,7 @@
-//! `roster replay` applies a bounded source with its partitions spread over several workers: the
-//! read model must be the one a single worker builds, and a partition whose events do not follow
-//! on from each other must stop the replay instead of being skipped over.
+//! `roster replay` applies a bounded source with its accounts spread over several lanes: the read
+//! model must be the one a single lane builds, whatever the partitions hold, the positions stored
+//! at the end must continue where the log ended, and a partition whose events do not follow on
+//! from each other must stop the replay instead of being skipped over.
 
 mod support;
 use support::user_created;
@@ -48,19 +49,32 @@ fn deactivated(created: &Envelope) -> Envelope {
     env
 }
 
-/// Four partitions of one account each: creates, then every other user deactivated, and one
-/// create reusing a userName (rejected), in batches of three records interleaved across partitions.
+/// An account's events: creates, then every other user deactivated, and one create reusing a
+/// userName (rejected).
+fn account_events(a: usize) -> Vec<Envelope> {
+    let account = format!("acc-{a}");
+    let created: Vec<Envelope> = (0..10).map(|i| in_account(user_created(&format!("u{i}@a{a}")), &account)).collect();
+    let mut events = created.clone();
+    events.extend(created.iter().step_by(2).map(deactivated));
+    events.push(in_account(user_created(&format!("U0@A{a}")), &account));
+    events
+}
+
+/// Four partitions of one account each, in batches of three records interleaved across partitions.
 fn batches() -> Vec<Batch> {
-    let mut per_partition: Vec<Vec<Envelope>> = Vec::new();
-    for p in 0..4 {
-        let account = format!("acc-{p}");
-        let created: Vec<Envelope> =
-            (0..10).map(|i| in_account(user_created(&format!("u{i}@p{p}")), &account)).collect();
-        let mut events = created.clone();
-        events.extend(created.iter().step_by(2).map(deactivated));
-        events.push(in_account(user_created(&format!("U0@P{p}")), &account));
-        per_partition.push(events);
-    }
+    interleaved((0..4).map(account_events).collect())
+}
+
+/// The four accounts in two partitions, each partition's accounts interleaved event by event.
+fn two_partitions() -> Vec<Batch> {
+    let merge = |a: Vec<Envelope>, b: Vec<Envelope>| -> Vec<Envelope> {
+        a.into_iter().zip(b).flat_map(|(x, y)| [x, y]).collect()
+    };
+    interleaved(vec![merge(account_events(0), account_events(1)), merge(account_events(2), account_events(3))])
+}
+
+/// Each partition's events in batches of three, the partitions' batches taking turns.
+fn interleaved(per_partition: Vec<Vec<Envelope>>) -> Vec<Batch> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
@@ -104,13 +118,16 @@ async fn state(db: &roster_db::Db) -> Result<Vec<(String, String, bool)>, Box<dy
 
 async fn replayed(name: &str, workers: usize, batches: Vec<Batch>) -> Result<(u64, roster_db::Db), ProjectorError> {
     let (db, _) = testing::fresh_sqlite(name).await.map_err(ProjectorError::Store)?;
-    let projector = Projector::new(db.clone(), None, ProjectorConfig::default());
-    let applied = projector.replay(&mut Batches(batches.into()), workers, |_| {}).await?;
+    let applied = projector(&db).replay(&mut Batches(batches.into()), workers, |_| {}).await?;
     Ok((applied, db))
 }
 
+fn projector(db: &roster_db::Db) -> Projector {
+    Projector::new(db.clone(), None, ProjectorConfig::default())
+}
+
 #[tokio::test]
-async fn partitions_replayed_in_parallel_build_the_read_model_one_worker_builds() -> TestResult {
+async fn accounts_replayed_on_parallel_lanes_build_the_read_model_one_lane_builds() -> TestResult {
     let (one, db_one) = replayed("replay-one", 1, batches()).await?;
     let (three, db_three) = replayed("replay-three", 3, batches()).await?;
     assert_eq!(one, 4 * 16);
@@ -123,13 +140,43 @@ async fn partitions_replayed_in_parallel_build_the_read_model_one_worker_builds(
 }
 
 #[tokio::test]
+async fn accounts_sharing_a_partition_replay_on_separate_lanes_to_the_same_read_model() -> TestResult {
+    let (one, db_one) = replayed("lanes-one", 1, two_partitions()).await?;
+    let (four, db_four) = replayed("lanes-four", 4, two_partitions()).await?;
+    assert_eq!((one, four), (4 * 16, 4 * 16));
+    let (a, b) = (state(&db_one).await?, state(&db_four).await?);
+    assert_eq!(a.len(), 40);
+    assert_eq!(a, b);
+    // The same accounts' events, one account per partition.
+    let (_, db_apart) = replayed("lanes-apart", 1, batches()).await?;
+    assert_eq!(b, state(&db_apart).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_finished_replay_stores_where_each_partition_ended() -> TestResult {
+    let (_, db) = replayed("lanes-positions", 3, two_partitions()).await?;
+    let p = projector(&db);
+    // Two accounts of 16 events per partition, offsets from 0.
+    assert_eq!((p.position(0).await?, p.position(1).await?), (Some(32), Some(32)));
+    assert_eq!(p.position(2).await?, None);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_partition_with_missing_events_stops_the_replay() -> TestResult {
     let mut all = batches();
     // Partition 2 loses its second batch: its third does not follow on from its first.
     let second = all.iter().enumerate().filter(|(_, b)| b.partition == 2).nth(1).map(|(i, _)| i);
     all.remove(second.ok_or("no second batch")?);
-    match replayed("replay-gap", 2, all).await {
-        Err(ProjectorError::Gap { partition: 2, first: 6, next: 3 }) => Ok(()),
-        other => Err(format!("expected a gap in partition 2, got {:?}", other.map(|(n, _)| n)).into()),
+    let (db, _) = testing::fresh_sqlite("replay-gap").await?;
+    match projector(&db).replay(&mut Batches(all.into()), 2, |_| {}).await {
+        Err(ProjectorError::Gap { partition: 2, first: 6, next: 3 }) => {}
+        other => return Err(format!("expected a gap in partition 2, got {other:?}").into()),
     }
+    // No positions: a projector started on this database would not take it for a finished replay.
+    for partition in 0..4 {
+        assert_eq!(projector(&db).position(partition).await?, None, "partition {partition}");
+    }
+    Ok(())
 }

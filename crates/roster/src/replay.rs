@@ -34,7 +34,7 @@ pub struct ReplayArgs {
     /// Events applied per transaction.
     #[arg(long, default_value_t = 5000)]
     pub batch: usize,
-    /// Kafka partitions applied at once, each on its own connection (Postgres only: SQLite has one
+    /// Lanes of accounts applied at once, each on its own connection (Postgres only: SQLite has one
     /// writer). 0 = 4 on Postgres, 1 on SQLite.
     #[arg(long, default_value_t = 0)]
     pub workers: usize,

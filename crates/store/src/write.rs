@@ -689,14 +689,13 @@ pub async fn lock_consumer_position<C: ConnectionTrait>(
 pub const APPLIED_CHANNEL: &str = "roster_applied";
 
 /// Ends a projector batch: adds each account's applied events to its change counter (the
-/// licensing worker's trigger), records the partition's next offset and, on Postgres when
-/// `notify`, wakes the waiting ingress replicas at commit. On Postgres it is one statement: a
-/// batch is a dozen round trips, and these were three of them. `bumps` names each account once.
+/// licensing worker's trigger), records the partition's next offset as `position` (consumer,
+/// partition, next offset; a replay lane records none) and, on Postgres when `notify`, wakes the
+/// waiting ingress replicas at commit. On Postgres it is one statement: a batch is a dozen round
+/// trips, and these were three of them. `bumps` names each account once.
 pub async fn finish_batch<C: ConnectionTrait>(
     c: &C,
-    consumer: &str,
-    partition: i32,
-    next_offset: i64,
+    position: Option<(&str, i32, i64)>,
     bumps: &[(&str, i64)],
     notify: bool,
 ) -> Result<(), StoreError> {
@@ -715,22 +714,60 @@ pub async fn finish_batch<C: ConnectionTrait>(
     for chunk in chunks {
         c.execute_raw(stmt(b, &bump_sql(chunk.len()), values(chunk))).await?;
     }
-    let position = "INSERT INTO consumer_positions (consumer, partition, next_offset) VALUES (?, ?, ?) ON CONFLICT (consumer, partition) DO UPDATE SET next_offset = excluded.next_offset";
-    let position_values = [Value::from(consumer), partition.into(), next_offset.into()];
+    let position_values =
+        position.map(|(consumer, partition, next)| vec![consumer.into(), partition.into(), next.into()]);
     if b == sea_orm::DbBackend::Postgres {
         // Data-modifying CTEs run to completion whether or not the query reads them, and
         // `pg_notify` in a transaction is delivered at commit, like `NOTIFY`.
-        let bumped = if last.is_empty() { String::new() } else { format!("bumped AS ({}), ", bump_sql(last.len())) };
+        let mut ctes = Vec::new();
+        if !last.is_empty() {
+            ctes.push(format!("bumped AS ({})", bump_sql(last.len())));
+        }
+        if position.is_some() {
+            ctes.push(format!("positioned AS ({})", position_sql(1)));
+        }
         let result = if notify { format!("pg_notify('{APPLIED_CHANNEL}', '')") } else { "1".into() };
-        let sql = format!("WITH {bumped}positioned AS ({position}) SELECT {result}");
+        if ctes.is_empty() && !notify {
+            return Ok(());
+        }
+        let with = if ctes.is_empty() { String::new() } else { format!("WITH {} ", ctes.join(", ")) };
         let mut all = values(last);
-        all.extend(position_values);
-        c.execute_raw(stmt(b, &sql, all)).await?;
+        all.extend(position_values.into_iter().flatten());
+        c.execute_raw(stmt(b, &format!("{with}SELECT {result}"), all)).await?;
     } else {
         if !last.is_empty() {
             c.execute_raw(stmt(b, &bump_sql(last.len()), values(last))).await?;
         }
-        c.execute_raw(stmt(b, position, position_values)).await?;
+        if let Some(values) = position_values {
+            c.execute_raw(stmt(b, &position_sql(1), values)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Upserts `n` consumer positions (consumer, partition, next offset).
+fn position_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO consumer_positions (consumer, partition, next_offset) VALUES {} ON CONFLICT (consumer, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        value_rows(n, 3)
+    )
+}
+
+/// Stores a consumer's next offset in each of `positions` (partition, next offset): what a replay
+/// records once all its lanes have finished, so a projector started on the rebuilt database
+/// continues where the replay stopped.
+pub async fn store_consumer_positions<C: ConnectionTrait>(
+    c: &C,
+    consumer: &str,
+    positions: &[(i32, i64)],
+) -> Result<(), StoreError> {
+    let b = c.get_database_backend();
+    for chunk in positions.chunks(IN_CHUNK) {
+        let values: Vec<Value> = chunk
+            .iter()
+            .flat_map(|(partition, next)| [Value::from(consumer), Value::from(*partition), Value::from(*next)])
+            .collect();
+        c.execute_raw(stmt(b, &position_sql(chunk.len()), values)).await?;
     }
     Ok(())
 }
