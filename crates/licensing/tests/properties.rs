@@ -32,6 +32,7 @@ enum Op {
     Join(usize, usize),
     Leave(usize, usize),
     SetActive(usize, bool),
+    Retitle(usize, usize),
     DeleteUser(usize),
     CreateUser(usize),
     RenameGroup(usize, usize),
@@ -49,6 +50,8 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0..USERS, 0..GROUPS).prop_map(|(u, g)| Op::Join(u, g)),
         3 => (0..USERS, 0..GROUPS).prop_map(|(u, g)| Op::Leave(u, g)),
         3 => (0..USERS, any::<bool>()).prop_map(|(u, a)| Op::SetActive(u, a)),
+        // An attribute that is no input of the policy: it marks no one, but moves the user's version.
+        2 => (0..USERS, 0..NAMES.len()).prop_map(|(u, n)| Op::Retitle(u, n)),
         1 => (0..USERS).prop_map(Op::DeleteUser),
         2 => (0..USERS).prop_map(Op::CreateUser),
         1 => (0..GROUPS, 0..NAMES.len()).prop_map(|(g, n)| Op::RenameGroup(g, n)),
@@ -174,6 +177,10 @@ impl Rig {
             }
             Op::SetActive(u, active) => {
                 let p = patch(json!([{"op": "replace", "path": "active", "value": active}]));
+                self.append(env(ResourceType::User, &user(*u), Payload::UserPatched { patch: p, if_match: None })).await
+            }
+            Op::Retitle(u, n) => {
+                let p = patch(json!([{"op": "replace", "path": "title", "value": NAMES[*n]}]));
                 self.append(env(ResourceType::User, &user(*u), Payload::UserPatched { patch: p, if_match: None })).await
             }
             Op::DeleteUser(u) => {

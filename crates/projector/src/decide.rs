@@ -693,12 +693,8 @@ pub async fn apply_event<C: ConnectionTrait>(
         }
     }
     match &env.payload {
-        Payload::UserCreated { .. }
-        | Payload::UserReplaced { .. }
-        | Payload::UserPatched { .. }
-        | Payload::UserDeleted { .. }
-            if applied =>
-        {
+        // A PATCH or PUT marks its user only when it changes `active` (`save_user`).
+        Payload::UserCreated { .. } | Payload::UserDeleted { .. } if applied => {
             ctx.forget_counts(account);
             ctx.touch(account, [env.resource_id.clone()]);
         }
@@ -808,8 +804,16 @@ async fn save_user<C: ConnectionTrait>(
         }
     }
     let version = current.version + 1;
+    let was_active = current.active;
     current =
         UserRow::from_attributes(current.id, attrs, current.created, env.time.clone(), version, current.license_type);
+    // Of a user's attributes, only `active` is an input of the license policy (with the user's
+    // groups and override): other changes leave the license as it is, and marking their users made
+    // the licensing worker evaluate every user Entra touched each cycle.
+    if current.active != was_active {
+        ctx.forget_counts(&env.account_id);
+        ctx.touch(&env.account_id, [current.id.clone()]);
+    }
     // A deactivated user's seat is free at once (the seat guard counts active holders only); the
     // licensing worker records the revocation as a `license.changed` event with reason `deactivated`.
     ctx.put(c, &env.account_id, current).await?;
