@@ -148,6 +148,9 @@ type Membership = (String, String, String);
 pub(crate) struct MemberChanges {
     /// `Some(type)`: added; `None`: removed.
     changes: BTreeMap<Membership, Option<&'static str>>,
+    /// The keys of `changes` as (account, member, group): a user's deletion finds its changes
+    /// without walking the batch's (a walk per deletion was 3.5% of a replay's CPU).
+    by_member: BTreeSet<Membership>,
 }
 
 /// One account's changes to write: adds as (group, member, type), removals as (group, member).
@@ -156,22 +159,35 @@ pub(crate) type AccountMemberChanges = (Vec<(String, String, &'static str)>, Vec
 impl MemberChanges {
     /// Records an added membership.
     pub(crate) fn add(&mut self, account: &str, group: &str, member: &str, kind: &'static str) {
-        self.changes.insert((account.to_string(), group.to_string(), member.to_string()), Some(kind));
+        self.record(account, group, member, Some(kind));
     }
 
     /// Records a removed membership.
     pub(crate) fn remove(&mut self, account: &str, group: &str, member: &str) {
-        self.changes.insert((account.to_string(), group.to_string(), member.to_string()), None);
+        self.record(account, group, member, None);
+    }
+
+    fn record(&mut self, account: &str, group: &str, member: &str, change: Option<&'static str>) {
+        let key = (account.to_string(), group.to_string(), member.to_string());
+        if self.changes.insert(key, change).is_none() {
+            self.by_member.insert((account.to_string(), member.to_string(), group.to_string()));
+        }
     }
 
     /// Forgets the changes to a group's members: all of them are about to be deleted.
     pub(crate) fn drop_group(&mut self, account: &str, group: &str) {
-        self.changes.retain(|(a, g, _), _| !(a == account && g == group));
+        for (a, g, m) in prefixed(self.changes.range(start(account, group)..).map(|(k, _)| k), account, group) {
+            self.changes.remove(&(a.clone(), g.clone(), m.clone()));
+            self.by_member.remove(&(a, m, g));
+        }
     }
 
     /// Forgets the changes naming this resource as a member: its memberships are about to be deleted.
     pub(crate) fn drop_member(&mut self, account: &str, member: &str) {
-        self.changes.retain(|(a, _, m), _| !(a == account && m == member));
+        for (a, m, g) in prefixed(self.by_member.range(start(account, member)..), account, member) {
+            self.by_member.remove(&(a.clone(), m.clone(), g.clone()));
+            self.changes.remove(&(a, g, m));
+        }
     }
 
     /// Whether there is nothing to write.
@@ -181,6 +197,7 @@ impl MemberChanges {
 
     /// The changes to write, per account, in a stable order; they count as written from now on.
     pub(crate) fn take(&mut self) -> BTreeMap<String, AccountMemberChanges> {
+        self.by_member.clear();
         let mut out: BTreeMap<String, AccountMemberChanges> = BTreeMap::new();
         for ((account, group, member), change) in std::mem::take(&mut self.changes) {
             let (adds, removes) = out.entry(account).or_default();
@@ -191,6 +208,16 @@ impl MemberChanges {
         }
         out
     }
+}
+
+/// The leading keys of `keys` (an ordered range from [`start`]) that begin with (`first`, `second`).
+fn prefixed<'a>(keys: impl Iterator<Item = &'a Membership>, first: &str, second: &str) -> Vec<Membership> {
+    keys.take_while(|(a, b, _)| a == first && b == second).cloned().collect()
+}
+
+/// The smallest key that begins with (`first`, `second`).
+fn start(first: &str, second: &str) -> Membership {
+    (first.to_string(), second.to_string(), String::new())
 }
 
 #[cfg(test)]
@@ -307,6 +334,33 @@ mod tests {
         assert_eq!(out["a"].0, vec![("g1".to_string(), "v".to_string(), "User")]);
         assert!(out["a"].1.is_empty());
         assert_eq!(out["b"].0.len(), 1);
+    }
+
+    #[test]
+    fn dropping_a_group_or_member_spares_those_whose_ids_it_prefixes() {
+        let mut m = MemberChanges::default();
+        m.add("a", "g1", "u", "User");
+        m.add("a", "g10", "u", "User");
+        m.add("a", "g10", "u1", "User");
+        m.add("a1", "g1", "u", "User");
+        m.drop_group("a", "g1");
+        m.drop_member("a", "u");
+        let out = m.take();
+        assert_eq!(out["a"].0, vec![("g10".to_string(), "u1".to_string(), "User")]);
+        assert_eq!(out["a1"].0, vec![("g1".to_string(), "u".to_string(), "User")]);
+    }
+
+    #[test]
+    fn a_membership_dropped_with_its_group_is_not_dropped_again_with_its_member() {
+        let mut m = MemberChanges::default();
+        m.add("a", "g", "u", "User");
+        m.drop_group("a", "g");
+        m.remove("a", "g", "u");
+        m.drop_member("a", "v");
+        assert_eq!(m.take()["a"].1, strings(&[("g", "u")]));
+        m.add("a", "g", "u", "User");
+        m.drop_member("a", "u");
+        assert!(m.is_empty(), "the change recorded after the take is the member's");
     }
 
     fn named() -> RowCache<(String, u32)> {
