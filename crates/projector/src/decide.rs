@@ -192,6 +192,24 @@ impl ApplyContext {
         Ok(&self.policies[account])
     }
 
+    /// Whether the account's policy names a group of any of these displayNames. Only such a
+    /// group's members can have their license changed by it (licensing counts a user's direct
+    /// groups that a rule names), so only its changes mark users: at 100,000 members a rename's
+    /// walk was the price of every rename in a licensed account, and every member change marked
+    /// its users for the licensing worker.
+    async fn names_group<C: ConnectionTrait>(
+        &mut self,
+        c: &C,
+        account: &str,
+        names: &[&str],
+    ) -> Result<bool, StoreError> {
+        if !self.is_licensed(account) {
+            return Ok(false);
+        }
+        let policy = self.policy(c, account).await?;
+        Ok(names.iter().any(|n| policy.names_group(n)))
+    }
+
     async fn holders<C: ConnectionTrait>(&mut self, c: &C, account: &str, license: &str) -> Result<u64, StoreError> {
         let key = (account.to_string(), license.to_string());
         if let Some(n) = self.holders.get(&key) {
@@ -933,7 +951,9 @@ async fn group_created<C: ConnectionTrait>(
     write::insert_group(c, account, &row).await?;
     ctx.changed_elsewhere::<GroupRow>(account, &row.id, false);
     ctx.add_members(c, account, &row.id, &resolved).await?;
-    ctx.touch(account, resolved.into_iter().filter(|(_, k)| *k == "User").map(|(id, _)| id));
+    if ctx.names_group(c, account, &[&row.display_name]).await? {
+        ctx.touch(account, resolved.into_iter().filter(|(_, k)| *k == "User").map(|(id, _)| id));
+    }
     Ok(ok(201, Some(1)))
 }
 
@@ -961,7 +981,7 @@ async fn group_replaced<C: ConnectionTrait>(
     };
     let version = current.version + 1;
     let row = GroupRow::from_attributes(current.id.clone(), attrs.clone(), current.created, env.time.clone(), version);
-    if ctx.is_licensed(account) {
+    if ctx.names_group(c, account, &[&current.display_name, &row.display_name]).await? {
         let before = ctx.user_members(c, account, &row.id).await?;
         ctx.touch(account, before);
         ctx.touch(account, resolved.iter().filter(|(_, k)| *k == "User").map(|(id, _)| id.clone()));
@@ -1026,15 +1046,10 @@ async fn group_patched<C: ConnectionTrait>(
     if !attrs_changed && ops.is_empty() {
         return Ok(ok(204, Some(current.version)));
     }
-    if ctx.is_licensed(account) {
+    if ctx.names_group(c, account, &[&current.display_name, &group_name_of(&attrs)]).await? {
         // Exactly the users whose groups change: every member on a rename or a wholesale replacement,
         // otherwise the named ones (an add to a 100,000-member group re-evaluates one user).
-        // A rename matters only when the policy names the old or the new name: at 100,000 members
-        // the walk is the price of every rename in a licensed account otherwise.
-        let renamed = fold(&group_name_of(&attrs)) != fold(&current.display_name) && {
-            let policy = ctx.policy(c, account).await?;
-            policy.names_group(&current.display_name) || policy.names_group(&group_name_of(&attrs))
-        };
+        let renamed = fold(&group_name_of(&attrs)) != fold(&current.display_name);
         let wholesale = ops.iter().any(|op| matches!(op, MemberOp::RemoveAll | MemberOp::Replace(_)));
         if renamed || wholesale {
             let before = ctx.user_members(c, account, &current.id).await?;
@@ -1112,8 +1127,7 @@ async fn group_deleted<C: ConnectionTrait>(
     if let Err(e) = check_version(if_match, current.version) {
         return Ok(Err(e));
     }
-    // Only a group the policy names can have given its members a license.
-    if ctx.is_licensed(&env.account_id) && ctx.policy(c, &env.account_id).await?.names_group(&current.display_name) {
+    if ctx.names_group(c, &env.account_id, &[&current.display_name]).await? {
         let before = ctx.user_members(c, &env.account_id, &env.resource_id).await?;
         ctx.touch(&env.account_id, before);
     }
