@@ -65,6 +65,13 @@ pub struct ApplyContext {
     /// kept exact by its creates and deletions: (account, id) → `User`, `Group` or `None` (no
     /// such resource). An id not in it is looked up when needed.
     kinds: HashMap<(String, String), Option<&'static str>>,
+    /// Users deleted by the batch and not yet deleted in the database, per account, when the batch
+    /// caches its users: Entra's deprovisioning comes one user at a time between PATCHes, and each
+    /// deletion was a statement of its own. The cache already knows them absent; whatever reads
+    /// users, memberships or pins from the database outside it runs after they are written
+    /// ([`Self::write_users`], [`Self::write_members`]), or checks that none of them is in its
+    /// answer (a run of creates).
+    deleting: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// A user as a license change sees it: (active, license).
@@ -255,8 +262,9 @@ impl ApplyContext {
         for (account, (ids, names)) in per_account {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let mut taken = write::taken_ids_and_names(c, account, &ids, &names).await?;
-            if self.hides_user_names(account, &names, &taken.1) {
-                // A change held in the cache moves one of these names: the database must show it.
+            if self.hides_user_names(account, &names, &taken) {
+                // A change or deletion held in the cache moves one of these ids or names: the
+                // database must show it.
                 self.write_users(c).await?;
                 taken = write::taken_ids_and_names(c, account, &ids, &names).await?;
             }
@@ -301,14 +309,18 @@ impl ApplyContext {
         holder.is_some_and(|h| cache.is_dirty(account, h)) || cache.dirty_holds_name(account, folded)
     }
 
-    /// Whether a user change held in the cache makes the database's answer about these folded
-    /// userNames stale: a changed user holds one of them in the database (and may have renamed
-    /// away from it), or now holds one of them in the cache. Otherwise a run of creates can be
-    /// checked, and inserted, while those changes wait: an Entra cycle's new hires between its
-    /// PATCHes then no longer cost a write-back each.
-    fn hides_user_names(&self, account: &str, folded: &[&str], taken: &[(String, String)]) -> bool {
+    /// Whether a user change held in the cache makes the database's answer about these ids and
+    /// folded userNames (`taken`: the ids taken, and each name taken with its holder) stale: a
+    /// changed user holds one of the names in the database (and may have renamed away from it),
+    /// or now holds one of them in the cache; or a held deletion frees one of the ids or names.
+    /// Otherwise a run of creates can be checked, and inserted, while those changes wait: an Entra
+    /// cycle's new hires between its PATCHes and deprovisionings then no longer cost a write-back
+    /// each.
+    fn hides_user_names(&self, account: &str, folded: &[&str], taken: &(Vec<String>, Vec<(String, String)>)) -> bool {
         let Some(cache) = self.users.as_ref() else { return false };
-        taken.iter().any(|(_, holder)| cache.is_dirty(account, holder))
+        let (ids, names) = taken;
+        names.iter().any(|(_, holder)| cache.is_dirty(account, holder) || self.is_deleting(account, holder))
+            || ids.iter().any(|id| self.is_deleting(account, id))
             || folded.iter().any(|name| cache.dirty_holds_name(account, name))
     }
 
@@ -413,6 +425,8 @@ impl ApplyContext {
         let unknown: Vec<String> =
             ids.iter().filter(|id| !self.kinds.contains_key(&(account.to_string(), (*id).clone()))).cloned().collect();
         if !unknown.is_empty() {
+            // A user the batch deleted is among the unknown ids: its kind was forgotten.
+            self.write_deletions(c).await?;
             let found = write::resource_kinds(c, account, &unknown).await?;
             for id in unknown {
                 let kind = found.get(&id).copied();
@@ -509,6 +523,8 @@ impl ApplyContext {
     /// Writes the held membership changes: before anything reads the members table, and at the
     /// end of the batch.
     pub async fn write_members<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
+        // A deleted user's memberships go with the held deletion.
+        self.write_deletions(c).await?;
         let Some(m) = self.members.as_mut().filter(|m| !m.is_empty()) else { return Ok(()) };
         for (account, (adds, removes)) in m.take() {
             let adds: Vec<(&str, &str, &'static str)> =
@@ -579,7 +595,32 @@ impl ApplyContext {
     /// Writes back the changed user rows: before anything reads users' attributes from the
     /// database, and at the end of the batch.
     pub async fn write_users<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
+        self.write_deletions(c).await?;
         self.write_back::<UserRow, C>(c).await
+    }
+
+    /// Deletes a user with its memberships and pin: held with the batch's other deletions when the
+    /// batch caches its users (see [`ApplyContext::deleting`]), at once otherwise.
+    async fn delete_user<C: ConnectionTrait>(&mut self, c: &C, account: &str, id: &str) -> Result<(), StoreError> {
+        if self.users.is_none() {
+            return write::delete_user(c, account, id).await;
+        }
+        self.deleting.entry(account.to_string()).or_default().insert(id.to_string());
+        Ok(())
+    }
+
+    /// Whether the batch deleted this user and the database still holds it.
+    fn is_deleting(&self, account: &str, id: &str) -> bool {
+        self.deleting.get(account).is_some_and(|ids| ids.contains(id))
+    }
+
+    /// Writes the held deletions of users, one statement per account.
+    async fn write_deletions<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
+        for (account, ids) in std::mem::take(&mut self.deleting) {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            write::delete_users(c, &account, &ids).await?;
+        }
+        Ok(())
     }
 
     /// Writes back the changed group rows: before a group name check whose answer they make
@@ -655,9 +696,10 @@ pub async fn apply_event<C: ConnectionTrait>(
     if !in_run {
         ctx.flush(c).await?;
     }
-    // Only these events keep to the user cache (groups read users' existence alone, which the
-    // cache never holds back; a run of creates checked its names against the cache when it
-    // began); anything else may read users' attributes from the database.
+    // Only these events keep to the user cache (groups read users' existence alone, from the
+    // kinds the batch looked up, and write the held deletions before looking up any other; a run
+    // of creates checked its ids and names against the cache when it began); anything else may
+    // read users' attributes from the database.
     let keeps_to_cache = matches!(
         env.payload,
         Payload::UserPatched { .. }
@@ -893,7 +935,7 @@ async fn user_deleted<C: ConnectionTrait>(
         m.drop_member(&env.account_id, &env.resource_id);
     }
     // The seat goes with the row, and the pin with it.
-    write::delete_user(c, &env.account_id, &env.resource_id).await?;
+    ctx.delete_user(c, &env.account_id, &env.resource_id).await?;
     ctx.changed_elsewhere::<UserRow>(&env.account_id, &env.resource_id, true);
     Ok(ok(204, None))
 }

@@ -150,3 +150,70 @@ async fn postgres_a_deleted_user_leaves_no_membership_and_no_pin() -> TestResult
     let Some(db) = postgres("deleted").await? else { return Ok(()) };
     a_deleted_user_leaves_no_membership_and_no_pin(db).await
 }
+
+fn deleted(user: &Envelope) -> Envelope {
+    let mut env = user.clone();
+    env.event_id = uuid::Uuid::now_v7();
+    env.payload = Payload::UserDeleted { if_match: None };
+    env
+}
+
+/// A batch holds its users' deletions and writes them together: whatever reads the database
+/// after a deletion must see the user gone.
+async fn users_deleted_in_a_batch_cannot_be_added_back_and_free_their_names(db: Db) -> TestResult {
+    let projector = Projector::new(db.clone(), None, ProjectorConfig::default());
+    let users: Vec<Envelope> = ["a@x", "b@x", "c@x", "d@x"].iter().map(|n| user_created(n)).collect();
+    let ids: Vec<&str> = users.iter().map(|u| u.resource_id.as_str()).collect();
+    let mut setup = users.clone();
+    setup.push(group_created("g1", "devs", &ids));
+    setup.push(group_created("g2", "ops", &[]));
+    let mut policy = user_created("unused@x");
+    policy.payload = Payload::LicensePolicySet {
+        policy: json!({"license_types": [{"name": "developer", "rank": 40, "seats": null}], "rules": [],
+                       "default_license": null}),
+    };
+    setup.push(policy);
+    for id in &ids {
+        let mut pin = user_created("unused@x");
+        pin.payload = Payload::LicenseOverrideSet { user_id: (*id).into(), license: "developer".into() };
+        setup.push(pin);
+    }
+    projector.apply_batch(0, &records(1, &setup)).await?;
+    assert_eq!(roster_store::licensing::overrides(&db, "acc").await?.len(), 4);
+
+    let again = user_created("A@x");
+    let batch = [
+        deleted(&users[0]),
+        // The deleted user's userName is free again, though the database holds it until the batch
+        // writes its deletions.
+        again.clone(),
+        deleted(&users[1]),
+        deleted(&users[2]),
+        // Refused: the user is gone.
+        add("g2", &[ids[2]]),
+        deleted(&users[3]),
+    ];
+    let result = projector.apply_batch(0, &records(setup.len() as i64 + 1, &batch)).await?;
+    let statuses: Vec<u16> = result.outcomes.iter().map(|(_, o)| o.status).collect();
+    assert_eq!(statuses, vec![204, 201, 204, 204, 400, 204]);
+    assert!(members(&db, "g1").await?.is_empty());
+    assert!(members(&db, "g2").await?.is_empty());
+    assert!(roster_store::licensing::overrides(&db, "acc").await?.is_empty());
+    let q = roster_store::read::ListQuery { filter: None, sort_by: None, descending: false, start_index: 1, count: 10 };
+    let (total, left) = roster_store::read::list_users(&db, "acc", &q).await?;
+    assert_eq!(total, 1);
+    assert_eq!(left.first().map(|u| u.id.as_str()), Some(again.resource_id.as_str()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_users_deleted_in_a_batch_cannot_be_added_back_and_free_their_names() -> TestResult {
+    let (db, _url) = testing::fresh_sqlite("deleted-batch").await?;
+    users_deleted_in_a_batch_cannot_be_added_back_and_free_their_names(db).await
+}
+
+#[tokio::test]
+async fn postgres_users_deleted_in_a_batch_cannot_be_added_back_and_free_their_names() -> TestResult {
+    let Some(db) = postgres("deleted_batch").await? else { return Ok(()) };
+    users_deleted_in_a_batch_cannot_be_added_back_and_free_their_names(db).await
+}

@@ -380,21 +380,39 @@ pub async fn update_users<C: ConnectionTrait>(c: &C, account: &str, rows: &[&Use
 }
 
 /// Deletes a user with its memberships and its license pin (a pin for a user that no longer
-/// exists is meaningless): one statement on Postgres, where Entra's deprovisioning made it three
-/// round trips per user.
+/// exists is meaningless).
 pub async fn delete_user<C: ConnectionTrait>(c: &C, account: &str, id: &str) -> Result<(), StoreError> {
+    delete_users(c, account, &[id]).await
+}
+
+/// Deletes users of an account with their memberships and license pins: one statement per 500
+/// users on Postgres, where Entra's deprovisioning made it three round trips per user, then one
+/// per user. Several users are probes, as in [`keyed_rows`].
+pub async fn delete_users<C: ConnectionTrait>(c: &C, account: &str, ids: &[&str]) -> Result<(), StoreError> {
     let b = c.get_database_backend();
-    let members = "DELETE FROM scim_members WHERE account_id = ? AND member_id = ?";
-    let pin = "DELETE FROM license_overrides WHERE account_id = ? AND user_id = ?";
-    let user = "DELETE FROM scim_users WHERE account_id = ? AND id = ?";
-    if b == sea_orm::DbBackend::Postgres {
-        // Data-modifying CTEs run to completion whether or not the query reads them.
-        let sql = format!("WITH members AS ({members}), pin AS ({pin}) {user}");
-        let values = (0..3).flat_map(|_| [Value::from(account), Value::from(id)]);
-        c.execute_raw(stmt(b, &sql, values)).await?;
-    } else {
-        for sql in [members, pin, user] {
-            c.execute_raw(stmt(b, sql, [account.into(), id.into()])).await?;
+    let tables = [("scim_members", "m", "member_id"), ("license_overrides", "o", "user_id"), ("scim_users", "u", "id")];
+    for chunk in ids.chunks(IN_CHUNK) {
+        let n = chunk.len();
+        let values = || std::iter::once(Value::from(account)).chain(chunk.iter().map(|id| Value::from(*id)));
+        if b == DbBackend::Postgres {
+            let rows = |(table, alias, key): (&str, &str, &str)| match n {
+                1 => format!("account_id = ? AND {key} = ?"),
+                _ => format!("ctid IN (SELECT {alias}.row_ctid {})", probed_rows(table, alias, &[key], 1, n)),
+            };
+            // Data-modifying CTEs run to completion whether or not the query reads them.
+            let sql = format!(
+                "WITH members AS (DELETE FROM scim_members WHERE {}), pin AS (DELETE FROM license_overrides WHERE {}) \
+                 DELETE FROM scim_users WHERE {}",
+                rows(tables[0]),
+                rows(tables[1]),
+                rows(tables[2])
+            );
+            c.execute_raw(stmt(b, &sql, values().chain(values()).chain(values()))).await?;
+        } else {
+            for (table, _, key) in tables {
+                let sql = format!("DELETE FROM {table} WHERE account_id = ? AND {key} IN ({})", placeholders(n));
+                c.execute_raw(stmt(b, &sql, values())).await?;
+            }
         }
     }
     Ok(())
