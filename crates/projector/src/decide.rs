@@ -107,8 +107,10 @@ struct CreateRun {
     ids: HashSet<(String, String)>,
     /// (account, folded userName) of existing users.
     names: HashSet<(String, String)>,
-    /// Rows created by the run and not yet inserted, in order.
+    /// Rows created by the run, in order; not yet inserted unless `inserted`.
     pending: Vec<(String, UserRow)>,
+    /// The run's one create was inserted when the run began ([`ApplyContext::create_alone`]).
+    inserted: bool,
 }
 
 /// A table the batch's write-back cache holds (see [`crate::cache`]): how to read and write its rows.
@@ -250,6 +252,11 @@ impl ApplyContext {
     /// Starts a run of `user.created` events (see [`CreateRun`]). Ends the current run first.
     async fn begin_creates<C: ConnectionTrait>(&mut self, c: &C, events: &[&Envelope]) -> Result<(), StoreError> {
         self.flush(c).await?;
+        if let [env] = events
+            && self.create_alone(c, env).await?
+        {
+            return Ok(());
+        }
         let mut run = CreateRun::default();
         let mut per_account: HashMap<&str, (Vec<&str>, Vec<String>)> = HashMap::new();
         for env in events {
@@ -274,6 +281,30 @@ impl ApplyContext {
         }
         self.creates = Some(run);
         Ok(())
+    }
+
+    /// A run of one create (Entra's new hire between PATCHes and deprovisionings) inserted at once,
+    /// unless its id or userName is taken: the unique indexes answer in the insert itself, where
+    /// the lookup and the insert were two statements, the lookup mostly planning. Only when the
+    /// cache cannot make that answer wrong: no changed row holds the userName now (the database
+    /// does not show it taken). When the insert finds the id or the userName taken, the run is
+    /// looked up as any other, weighing the changes and deletions the cache holds. Returns whether
+    /// the run began inserted.
+    async fn create_alone<C: ConnectionTrait>(&mut self, c: &C, env: &Envelope) -> Result<bool, StoreError> {
+        let Payload::UserCreated { attributes } = &env.payload else { return Ok(false) };
+        let account = env.account_id.as_str();
+        let user_name = fold(&user_name_of(attributes));
+        if self.users.as_ref().is_some_and(|cache| cache.dirty_holds_name(account, &user_name)) {
+            return Ok(false);
+        }
+        let row = CreateRun::row(env, attributes);
+        if !write::insert_user_if_free(c, account, &row).await? {
+            return Ok(false);
+        }
+        let mut run = CreateRun { inserted: true, ..CreateRun::default() };
+        run.events.insert(env.event_id);
+        self.creates = Some(run);
+        Ok(true)
     }
 
     /// Whether no group but `except` holds this displayName, case-insensitively. The database
@@ -639,8 +670,10 @@ impl ApplyContext {
     /// end of the batch.
     pub async fn flush<C: ConnectionTrait>(&mut self, c: &C) -> Result<(), StoreError> {
         if let Some(run) = self.creates.take() {
-            let rows: Vec<(&str, &UserRow)> = run.pending.iter().map(|(a, u)| (a.as_str(), u)).collect();
-            write::insert_users(c, &rows).await?;
+            if !run.inserted {
+                let rows: Vec<(&str, &UserRow)> = run.pending.iter().map(|(a, u)| (a.as_str(), u)).collect();
+                write::insert_users(c, &rows).await?;
+            }
             for (account, row) in &run.pending {
                 self.changed_elsewhere::<UserRow>(account, &row.id, false);
             }
@@ -806,13 +839,16 @@ async fn user_created<C: ConnectionTrait>(
     if let Err(e) = ensure_user_name_free(c, account, &user_name_of(attrs), "").await? {
         return Ok(Err(e));
     }
-    let row =
-        UserRow::from_attributes(env.resource_id.clone(), attrs.clone(), env.time.clone(), env.time.clone(), 1, None);
-    write::insert_user(c, account, &row).await?;
+    write::insert_user(c, account, &CreateRun::row(env, attrs)).await?;
     Ok(ok(201, Some(1)))
 }
 
 impl CreateRun {
+    /// The row a create makes.
+    fn row(env: &Envelope, attrs: &Map<String, Value>) -> UserRow {
+        UserRow::from_attributes(env.resource_id.clone(), attrs.clone(), env.time.clone(), env.time.clone(), 1, None)
+    }
+
     /// [`user_created`] against the run's lookup: the same checks, in the same order.
     fn create(&mut self, env: &Envelope, attrs: &Map<String, Value>) -> Decision {
         let account = env.account_id.clone();
@@ -827,14 +863,7 @@ impl CreateRun {
                 "userName {user_name:?} is already used by another user in this account"
             )));
         }
-        let row = UserRow::from_attributes(
-            env.resource_id.clone(),
-            attrs.clone(),
-            env.time.clone(),
-            env.time.clone(),
-            1,
-            None,
-        );
+        let row = Self::row(env, attrs);
         self.ids.insert(id_key);
         self.names.insert(name_key);
         self.pending.push((account, row));

@@ -262,34 +262,45 @@ const USER_ROWS_PER_INSERT: usize = 200;
 pub async fn insert_users<C: ConnectionTrait>(c: &C, rows: &[(&str, &UserRow)]) -> Result<(), StoreError> {
     let b = c.get_database_backend();
     for chunk in rows.chunks(USER_ROWS_PER_INSERT) {
-        let mut values = Vec::with_capacity(chunk.len() * 12);
-        for (account, u) in chunk {
-            values.extend([
-                Value::from(*account),
-                u.id.clone().into(),
-                u.user_name.clone().into(),
-                fold(&u.user_name).into(),
-                u.external_id.clone().into(),
-                u.display_name.clone().into(),
-                u.active.into(),
-                u.created.clone().into(),
-                u.last_modified.clone().into(),
-                u.version.into(),
-                u.license_type.clone().into(),
-                json_text(&u.resource)?.into(),
-            ]);
-        }
-        let tuples = value_rows(chunk.len(), 12);
-        c.execute_raw(stmt(
-            b,
-            &format!(
-                "INSERT INTO scim_users (account_id, id, user_name, user_name_lower, external_id, display_name, active, created, last_modified, version, license_type, resource) VALUES {tuples}"
-            ),
-            values,
-        ))
-        .await?;
+        let (sql, values) = users_insert(chunk)?;
+        c.execute_raw(stmt(b, &sql, values)).await?;
     }
     Ok(())
+}
+
+/// Inserts a new user unless its id or its userName is taken in the account: the unique indexes
+/// answer in the same statement. Returns whether it was inserted.
+pub async fn insert_user_if_free<C: ConnectionTrait>(c: &C, account: &str, u: &UserRow) -> Result<bool, StoreError> {
+    let b = c.get_database_backend();
+    let (sql, values) = users_insert(&[(account, u)])?;
+    let done = c.execute_raw(stmt(b, &format!("{sql} ON CONFLICT DO NOTHING"), values)).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The `INSERT` of `rows` of users, and its parameters.
+fn users_insert(rows: &[(&str, &UserRow)]) -> Result<(String, Vec<Value>), StoreError> {
+    let mut values = Vec::with_capacity(rows.len() * 12);
+    for (account, u) in rows {
+        values.extend([
+            Value::from(*account),
+            u.id.clone().into(),
+            u.user_name.clone().into(),
+            fold(&u.user_name).into(),
+            u.external_id.clone().into(),
+            u.display_name.clone().into(),
+            u.active.into(),
+            u.created.clone().into(),
+            u.last_modified.clone().into(),
+            u.version.into(),
+            u.license_type.clone().into(),
+            json_text(&u.resource)?.into(),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO scim_users (account_id, id, user_name, user_name_lower, external_id, display_name, active, created, last_modified, version, license_type, resource) VALUES {}",
+        value_rows(rows.len(), 12)
+    );
+    Ok((sql, values))
 }
 
 /// Overwrites a user's attributes, version and lastModified.
