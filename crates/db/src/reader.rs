@@ -485,6 +485,11 @@ mod tests {
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+    /// A statement that counts to `n`, one virtual-machine step at a time: slow for millions.
+    fn counting_to(n: u64) -> String {
+        format!("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) SELECT COUNT(*) FROM c")
+    }
+
     /// How many connections the reader holds idle.
     fn idle(read: &ReadDb) -> usize {
         read.sqlite.as_ref().and_then(|r| r.idle.lock().ok().map(|i| i.len())).unwrap_or(0)
@@ -600,9 +605,8 @@ mod tests {
     async fn a_slow_read_is_finished_by_the_pool() -> TestResult {
         let (read, _db) = fixture().await?;
         // Three million rows of recursion: far past the calling thread's budget.
-        let sql =
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT COUNT(*) FROM c";
-        let row = read.row(stmt(sql, vec![])).await?;
+        let sql = counting_to(3_000_000);
+        let row = read.row(stmt(&sql, vec![])).await?;
         assert_eq!(row.map(|r| r.get::<i64>(0)).transpose()?, Some(3_000_000));
         assert_eq!(read.moved_to_pool(), 1);
         let quick = read.rows(stmt("SELECT id FROM t", vec![])).await?;
@@ -650,9 +654,8 @@ mod tests {
         let (read, _db) = fixture().await?;
         let session = read.session();
         assert!(session.rows(stmt("SELECT nope FROM t", vec![])).await.is_err());
-        let sql =
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT COUNT(*) FROM c";
-        let row = session.row(stmt(sql, vec![])).await?;
+        let sql = counting_to(3_000_000);
+        let row = session.row(stmt(&sql, vec![])).await?;
         assert_eq!(row.map(|r| r.get::<i64>(0)).transpose()?, Some(3_000_000));
         assert_eq!(read.moved_to_pool(), 1);
         assert_eq!(session.rows(stmt("SELECT id FROM t", vec![])).await?.len(), 2);
@@ -677,16 +680,14 @@ mod tests {
     #[tokio::test]
     async fn a_slow_statement_leaves_no_deadline_behind_for_the_next_one() -> TestResult {
         let (read, _db) = fixture().await?;
-        let slow =
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT COUNT(*) FROM c";
-        read.row(stmt(slow, vec![])).await?;
+        let slow = counting_to(3_000_000);
+        read.row(stmt(&slow, vec![])).await?;
         let reader = read.sqlite.as_ref().ok_or("no sqlite reader")?;
         let conn = reader.checkout()?;
         std::thread::sleep(CALLER_THREAD_BUDGET * 2);
         // Long past the last statement's budget: only a handler left behind would interrupt it.
-        let steps =
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) SELECT COUNT(*) FROM c";
-        let n: i64 = conn.query_row(steps, [], |r| r.get(0))?;
+        let steps = counting_to(5000);
+        let n: i64 = conn.query_row(&steps, [], |r| r.get(0))?;
         assert_eq!(n, 5000);
         Ok(())
     }
